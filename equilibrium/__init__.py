@@ -1,0 +1,1 @@
+"""equilibrium package (see README)."""

@@ -1,0 +1,1 @@
+"""recursive_models package (see README)."""
