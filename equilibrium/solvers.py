@@ -1,0 +1,498 @@
+"""Fixed-point solvers for ``z* = f(z*)``: Picard and Anderson iteration, and the `solve` dispatcher.
+
+Solvers are pure functions of a flat ``(B, D)`` state (see `equilibrium.state`) that return the fixed point
+and `SolverStats`; `solve` packs tensor or tuple states, validates every option and runs without an
+autograd graph. Gradients are a separate, orthogonal choice (`equilibrium.backward.fixed_point`).
+
+    from equilibrium import solve
+    z_star, stats = solve(lambda z: torch.cos(z), torch.zeros(8, 3), method="anderson", tol=1e-6)
+
+Per-sample convergence: a sample whose residual falls below ``tol`` (at or after ``min_iter``) is frozen:
+its returned value is ``f(z_k)`` from the iteration ``k`` where it converged, and later iterations do not
+change it. ``f`` is still evaluated on the whole batch (it closes over batch-shaped inputs), so freezing
+saves no FLOPs; it keeps results and step counts well-defined. The loop ends when every sample has
+converged or after ``max_iter`` evaluations. On CUDA the "all converged?" test, which needs a host sync,
+runs every ``check_every`` iterations (default 4); masks and step counts stay exact on the device.
+
+Anderson (type II, window ``m``, damping ``beta``) minimises ``‖Σ α_i g_i‖² + λ‖α‖²`` subject to ``Σ α_i = 1``
+over the last ``m`` residuals ``g_i = f(z_i) - z_i`` and steps to ``Σ α_i (f(z_i) - (1 - β) g_i)``. Three
+choices make it fast and robust:
+
+* ``λ = lam · mean_i ‖g_i‖²`` is relative to the residuals in the window. torchdeq's absolute ``lam=1e-4``
+  dominates the Gram matrix once ``‖g‖² ≪ 1e-4`` and turns Anderson into averaging, slower than Picard.
+* The Gram matrix is updated by one row per iteration (``G @ g_new``) instead of recomputed, and the
+  ``m × m`` system is solved in float64 whatever the state dtype; a singular or non-finite system falls
+  back to a plain step for that sample.
+* History lives in one preallocated ``(B, 2m, D)`` buffer written in place (``f(z_i)`` in slots ``[0, m)``,
+  ``g_i`` in ``[m, 2m)``), used as a ring buffer. The constrained least-squares problem is invariant
+  to the order of the history, so after the ring wraps, slots are used as they are; only slots that
+  have been written are ever read (the reference Attractor code read empty slots; see the tests).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from equilibrium.state import State, StatePacker
+from equilibrium.stats import SolverStats
+
+FlatFn = Callable[[torch.Tensor], torch.Tensor]
+
+STOP_MODES = ("rel", "abs")
+_REL_EPS = 1e-9  # denominator guard of the relative residual, as in torchdeq
+
+
+# --------------------------------------------------------------------------------------------------------
+# Convergence monitor shared by all solvers
+# --------------------------------------------------------------------------------------------------------
+
+
+class Monitor:
+    """Tracks residuals, per-sample convergence, step counts and non-finite states for one solve.
+
+    Solvers call `update` once per evaluation of ``f`` and `finished` at the end of the iteration. On CPU
+    every check is free, so masks that are known to be empty are returned as ``None`` and the solver skips
+    the masked writes; on CUDA masks are always tensors and only `finished` syncs with the host.
+
+    Args:
+        residual: ``(g, fx) -> (abs, rel)`` with ``g = f(z) - z`` and both ``(B, D)``; returns float32
+            ``(B,)`` or ``(B, T)`` norms.
+        batch: batch size ``B``.
+        device: the state's device.
+        max_iter: iteration budget.
+        min_iter: no sample is declared converged before this many iterations.
+        tol: tolerance on the ``stop_mode`` residual (the max over tokens for per-token residuals).
+        stop_mode: ``"rel"`` or ``"abs"``.
+        check_every: host-sync cadence of the all-converged / non-finite test.
+        keep_trace: record ``(B, n_iter)`` residual traces.
+    """
+
+    def __init__(
+        self,
+        residual: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        *,
+        batch: int,
+        device: torch.device,
+        max_iter: int,
+        min_iter: int,
+        tol: float,
+        stop_mode: str,
+        check_every: int,
+        keep_trace: bool,
+    ):
+        self.residual = residual
+        self.max_iter, self.min_iter, self.tol = max_iter, min_iter, tol
+        self.rel = stop_mode == "rel"
+        self.check_every = check_every
+        self.cpu = device.type == "cpu"
+        self.done = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.nstep = torch.zeros(batch, dtype=torch.int64, device=device)
+        self.bad_iter = torch.zeros(batch, dtype=torch.int64, device=device)  # first non-finite iteration
+        self.any_done = False  # host-side: may some sample be frozen? (exact on CPU, conservative on CUDA)
+        self.abs: torch.Tensor | None = None
+        self.rel_res: torch.Tensor | None = None
+        self.traces: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if keep_trace else None
+
+    def update(self, k: int, g: torch.Tensor, fx: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Record iteration ``k`` (0-based) and return ``(newly_converged, frozen_before)`` masks ``(B,)``.
+
+        ``newly_converged`` marks samples that meet the tolerance now (their result is this ``fx``);
+        ``frozen_before`` marks samples frozen at an earlier iteration (their result must not change).
+        Either is ``None`` when it is known to be empty.
+        """
+        abs_r, rel_r = self.residual(g, fx)
+        if self.any_done:
+            active = ~self.done
+            keep = active if abs_r.ndim == 1 else active[:, None]
+            abs_r = torch.where(keep, abs_r, self.abs)
+            rel_r = torch.where(keep, rel_r, self.rel_res)
+            self.nstep.masked_fill_(active, k + 1)
+            frozen_before: torch.Tensor | None = self.done
+        else:
+            active = None
+            self.nstep.fill_(k + 1)
+            frozen_before = None
+        self.abs, self.rel_res = abs_r, rel_r
+        crit = rel_r if self.rel else abs_r
+        if crit.ndim == 2:  # per-token residuals: a sample converges when all its tokens have
+            crit = crit.amax(dim=1)
+        bad = ~torch.isfinite(crit)
+        if active is not None:
+            bad &= active
+        self.bad_iter = torch.where(bad & (self.bad_iter == 0), k + 1, self.bad_iter)
+        newly = None
+        if k + 1 >= self.min_iter:
+            newly = crit < self.tol
+            if active is not None:
+                newly &= active
+            self.done = self.done | newly
+            if self.cpu:
+                if not bool(newly.any()):
+                    newly = None
+                else:
+                    self.any_done = True
+            else:
+                self.any_done = True  # no host sync on CUDA: assume some may be frozen from now on
+        if self.traces is not None:
+            a, r = (abs_r, rel_r) if abs_r.ndim == 1 else (abs_r.amax(1), rel_r.amax(1))
+            self.traces.append((a, r))
+        return newly, frozen_before
+
+    def finished(self, k: int) -> bool:
+        """After iteration ``k``: True when every sample has converged. Syncs only every ``check_every``.
+
+        Raises:
+            FloatingPointError: if an active sample's residual became NaN or Inf.
+        """
+        if (k + 1) % self.check_every != 0 and k + 1 < self.max_iter:
+            return False
+        bad = self.bad_iter > 0
+        if bool(bad.any()):
+            first = int(self.bad_iter[bad].min())
+            raise FloatingPointError(
+                f"non-finite fixed-point state: {int(bad.sum())} sample(s) have a NaN/Inf residual, first at "
+                f"iteration {first} (samples {bad.nonzero().flatten()[:8].tolist()}); f diverged or produced NaN"
+            )
+        return bool(self.done.all())
+
+    def stats(self, method: str, stop_mode: str) -> SolverStats:
+        """Assemble `SolverStats` from what was recorded."""
+        assert self.abs is not None and self.rel_res is not None, "no iteration was recorded"
+        abs_trace = rel_trace = None
+        if self.traces:
+            abs_trace = torch.stack([a for a, _ in self.traces], dim=1)
+            rel_trace = torch.stack([r for _, r in self.traces], dim=1)
+        return SolverStats(
+            nstep=self.nstep,
+            abs_residual=self.abs,
+            rel_residual=self.rel_res,
+            converged=self.done,
+            method=method,
+            stop_mode=stop_mode,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            abs_trace=abs_trace,
+            rel_trace=rel_trace,
+        )
+
+
+def _where_rows(mask: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Rows of ``a`` where ``mask`` (B,) else rows of ``b``; ``b`` itself when the mask is None."""
+    if mask is None:
+        return b
+    return torch.where(mask[:, None], a, b)
+
+
+def _assign_rows_(dst: torch.Tensor, mask: torch.Tensor | None, src: torch.Tensor, cpu: bool) -> torch.Tensor:
+    """In-place ``dst[mask] = src[mask]`` for a ``dst`` the solver owns.
+
+    On CPU boolean indexing touches only the selected rows; on CUDA it would sync (nonzero), so a
+    full-size ``torch.where`` is used instead.
+    """
+    if mask is None:
+        return dst
+    if cpu:
+        dst[mask] = src[mask]
+        return dst
+    return torch.where(mask[:, None], src, dst)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Solvers
+# --------------------------------------------------------------------------------------------------------
+
+
+def picard(f: FlatFn, x0: torch.Tensor, monitor: Monitor, *, max_iter: int, beta: float = 1.0) -> torch.Tensor:
+    """Damped Picard iteration ``z ← β f(z) + (1 - β) z``.
+
+    Args:
+        f: ``(B, D) -> (B, D)``.
+        x0: ``(B, D)`` initial state.
+        monitor: convergence bookkeeping for this solve.
+        max_iter: maximum evaluations of ``f``.
+        beta: damping; 1 is plain iteration.
+
+    Returns:
+        ``(B, D)``: ``f(z_k)`` for each sample's final iteration ``k``.
+    """
+    x = x0
+    for k in range(max_iter):
+        fx = f(x)
+        g = fx - x  # (B, D)
+        newly, frozen = monitor.update(k, g, fx)
+        # A never-modified fx is returned when possible; masked rows go through torch.where (a new tensor),
+        # since fx may alias something of f's (e.g. a constant map).
+        # The last iteration returns f(z_k) undamped, so the reported residual belongs to the returned step.
+        last = k == max_iter - 1
+        x_next = fx if beta == 1.0 or last else _where_rows(newly, fx, torch.add(x, g, alpha=beta))
+        x = _where_rows(frozen, x, x_next)
+        del g
+        if monitor.finished(k):
+            break
+    return x
+
+
+def _anderson_weights(h: torch.Tensor, lam: float, newest: int) -> torch.Tensor:
+    """Weights ``α`` (B, n) minimising ``αᵀ(H + λI)α`` subject to ``Σα = 1``.
+
+    The solution is ``α = w / Σw`` with ``(H + λI) w = 1`` (the bordered ``(n+1)×(n+1)`` KKT system,
+    eliminated). Samples whose system is singular or gives non-finite weights take a plain step on the
+    newest iterate instead.
+
+    Args:
+        h: ``(B, n, n)`` Gram matrix ``G Gᵀ`` of the residuals in the window, float64.
+        lam: regularisation relative to the mean squared residual norm in the window.
+        newest: slot of the newest iterate (the fallback).
+    """
+    b, n, _ = h.shape
+    scale = h.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(torch.finfo(h.dtype).tiny)  # (B,)
+    a = h + (lam * scale)[:, None, None] * torch.eye(n, dtype=h.dtype, device=h.device)
+    w, info = torch.linalg.solve_ex(a, torch.ones(b, n, 1, dtype=h.dtype, device=h.device))
+    w = w.squeeze(2)
+    alpha = w / w.sum(dim=1, keepdim=True)
+    ok = (info == 0) & torch.isfinite(alpha).all(dim=1)
+    fallback = torch.zeros_like(alpha)
+    fallback[:, newest] = 1.0
+    return torch.where(ok[:, None], alpha, fallback)
+
+
+def anderson(
+    f: FlatFn,
+    x0: torch.Tensor,
+    monitor: Monitor,
+    *,
+    max_iter: int,
+    m: int = 5,
+    beta: float = 1.0,
+    lam: float = 1e-6,
+) -> torch.Tensor:
+    """Type-II Anderson acceleration with window ``m``, damping ``beta`` and relative regularisation ``lam``.
+
+    Memory: one ``(B, 2m, D)`` history buffer plus the current iterate and ``f``'s own temporaries.
+
+    Args:
+        f: ``(B, D) -> (B, D)``.
+        x0: ``(B, D)`` initial state.
+        monitor: convergence bookkeeping for this solve.
+        max_iter: maximum evaluations of ``f``.
+        m: history window (number of past iterates mixed).
+        beta: damping of the mixed step; 1 mixes ``f(z_i)`` only.
+        lam: Tikhonov regularisation relative to the mean ``‖g_i‖²`` of the window.
+
+    Returns:
+        ``(B, D)`` fixed-point estimate (``f(z_k)`` at each sample's final iteration ``k``).
+    """
+    b, d = x0.shape
+    hist = torch.empty(b, 2 * m, d, dtype=x0.dtype, device=x0.device)  # (B, 2m, D): [f(z_i) | g_i]
+    fhist, ghist = hist[:, :m], hist[:, m:]  # (B, m, D) views
+    gram = torch.zeros(b, m, m, dtype=torch.float64, device=x0.device)  # (B, m, m) G Gᵀ, float64
+    # bf16/fp16 histories: the Gram row is accumulated in float32 so that it carries enough bits.
+    low_precision = x0.dtype in (torch.bfloat16, torch.float16)
+    x = x0
+    for k in range(max_iter):
+        s, n = k % m, min(k + 1, m)  # ring slot written now; number of valid slots (all once wrapped)
+        fx = f(x)
+        f_s, g_s = fhist[:, s], ghist[:, s]  # (B, D) views into the buffer
+        f_s.copy_(fx)
+        torch.sub(fx, x, out=g_s)
+        del fx  # the buffer holds it; dropping it keeps the peak at (2m + 1) states plus f's temporaries
+        newly, frozen = monitor.update(k, g_s, f_s)
+
+        # New Gram row/column for slot s: <g_j, g_s> for the n valid slots j. Order is irrelevant.
+        # Written as (B, 1, D) @ (B, D, n): on CPU this orientation is ~5x faster than (B, n, D) @ (B, D, 1).
+        if low_precision:
+            row = torch.bmm(g_s.float().unsqueeze(1), ghist[:, :n].float().transpose(1, 2)).squeeze(1)
+        else:
+            row = torch.bmm(g_s.unsqueeze(1), ghist[:, :n].transpose(1, 2)).squeeze(1)  # (B, n)
+        row = row.to(torch.float64)
+        gram[:, s, :n] = row
+        gram[:, :n, s] = row
+        if k == max_iter - 1:
+            # Out of budget: return the last evaluated f(z_k), whose residual is the one reported, rather than
+            # an extrapolation nobody has checked. (A copy: a view would keep the whole history alive.)
+            x_next = f_s.clone()
+        else:
+            alpha = _anderson_weights(gram[:, :n, :n], lam, s).to(x0.dtype).unsqueeze(1)  # (B, 1, n)
+            x_next = torch.bmm(alpha, fhist[:, :n]).squeeze(1)  # (B, D) Σ α_i f(z_i)
+            if beta != 1.0:  # Σ α_i (f(z_i) - (1 - β) g_i)
+                x_next = torch.baddbmm(x_next.unsqueeze(1), alpha, ghist[:, :n], alpha=beta - 1.0).squeeze(1)
+            x_next = _assign_rows_(x_next, newly, f_s, monitor.cpu)
+        x = _assign_rows_(x_next, frozen, x, monitor.cpu)
+        if monitor.finished(k):
+            break
+    return x
+
+
+# --------------------------------------------------------------------------------------------------------
+# Registry and dispatcher
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """A registered solver: ``fn(f_flat, x0, monitor, max_iter=..., **options)`` and the options it takes."""
+
+    fn: Callable[..., torch.Tensor]
+    options: tuple[str, ...]
+
+
+SOLVERS: dict[str, SolverSpec] = {
+    "picard": SolverSpec(picard, ("beta",)),
+    "anderson": SolverSpec(anderson, ("m", "beta", "lam")),
+}
+
+
+def register_solver(name: str, fn: Callable[..., torch.Tensor]) -> None:
+    """Register a solver under ``name`` for ``solve(method=name)``.
+
+    Its keyword options are read from its signature (everything after ``monitor`` except ``max_iter``)
+    and must be among `solve`'s own solver options (``m``, ``beta``, ``lam``).
+
+    Raises:
+        ValueError: if the name is taken or the solver takes an option `solve` cannot pass.
+    """
+    if name in SOLVERS:
+        raise ValueError(f"solver {name!r} is already registered")
+    params = list(inspect.signature(fn).parameters)[3:]
+    options = tuple(p for p in params if p != "max_iter")
+    unknown = set(options) - {"m", "beta", "lam"}
+    if unknown:
+        raise ValueError(f"solver {name!r} takes options solve() cannot pass: {sorted(unknown)}")
+    SOLVERS[name] = SolverSpec(fn, options)
+
+
+def _make_residual(
+    packer: StatePacker, per_token: bool
+) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Residual norms over all non-batch dims, or per token (dim 1 of every state part)."""
+    acc = torch.promote_types(packer.dtype, torch.float32)  # bf16 states are reduced in float32
+
+    if not per_token:
+
+        def residual(g: torch.Tensor, fx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            a = torch.linalg.vector_norm(g, dim=1, dtype=acc)
+            return a, a / (torch.linalg.vector_norm(fx, dim=1, dtype=acc) + _REL_EPS)
+
+        return residual
+
+    def token_residual(g: torch.Tensor, fx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Sum of squares per (sample, token) over every part of the state: (B, T).
+        g2 = sum(torch.linalg.vector_norm(p, dim=2, dtype=acc).square() for p in packer.token_views(g))
+        f2 = sum(torch.linalg.vector_norm(p, dim=2, dtype=acc).square() for p in packer.token_views(fx))
+        a = g2.sqrt()
+        return a, a / (f2.sqrt() + _REL_EPS)
+
+    packer.token_views(torch.empty(1, packer.dim, device="meta"))  # validate the layout now, not mid-solve
+    return token_residual
+
+
+def _check_options(
+    method: str,
+    max_iter: int,
+    min_iter: int,
+    tol: float,
+    stop_mode: str,
+    m: int,
+    beta: float,
+    lam: float,
+    check_every: int | None,
+) -> None:
+    if method not in SOLVERS:
+        raise ValueError(f"unknown method {method!r}; registered solvers: {sorted(SOLVERS)}")
+    if stop_mode not in STOP_MODES:
+        raise ValueError(f"unknown stop_mode {stop_mode!r}; expected one of {STOP_MODES}")
+    if not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    if not isinstance(min_iter, int) or not 0 <= min_iter <= max_iter:
+        raise ValueError(f"min_iter must be an int in [0, max_iter={max_iter}], got {min_iter!r}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
+    if not isinstance(m, int) or m < 1:
+        raise ValueError(f"m must be a positive int, got {m!r}")
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta!r}")
+    if not lam >= 0:
+        raise ValueError(f"lam must be >= 0, got {lam!r}")
+    if check_every is not None and (not isinstance(check_every, int) or check_every < 1):
+        raise ValueError(f"check_every must be a positive int or None, got {check_every!r}")
+
+
+def solve(
+    f: Callable[[State], State],
+    z0: State,
+    *,
+    method: str = "anderson",
+    max_iter: int = 30,
+    min_iter: int = 0,
+    tol: float = 1e-4,
+    stop_mode: str = "rel",
+    m: int = 5,
+    beta: float = 1.0,
+    lam: float = 1e-6,
+    per_token: bool = False,
+    check_every: int | None = None,
+    return_trace: bool = False,
+) -> tuple[State, SolverStats]:
+    """Find ``z* = f(z*)`` without building an autograd graph.
+
+    Args:
+        f: maps a state shaped like ``z0`` to the same shape; closes over its inputs and parameters. Under
+            autocast, ``f`` runs in the caller's autocast context while the solver's own linear algebra
+            runs with autocast disabled; the state keeps the dtype of ``z0``.
+        z0: initial state, ``(B, ...)`` or a tuple of such tensors (same ``B``, dtype and device).
+        method: a registered solver: ``"anderson"`` or ``"picard"``.
+        max_iter: maximum evaluations of ``f``.
+        min_iter: no sample is declared converged before this many evaluations.
+        tol: tolerance on the ``stop_mode`` residual.
+        stop_mode: ``"rel"`` (``‖f(z)-z‖ / ‖f(z)‖``) or ``"abs"`` (``‖f(z)-z‖``), per sample.
+        m: Anderson history window.
+        beta: damping (Picard and Anderson); 1 means none.
+        lam: Anderson regularisation, relative to the mean squared residual of the window.
+        per_token: residuals per token (dim 1 of every state part) instead of per sample; a sample
+            converges when all its tokens have; stats residuals are then ``(B, T)``.
+        check_every: iterations between host syncs for the all-converged test; default 1 on CPU, 4 on CUDA.
+        return_trace: also record ``(B, n_iter)`` residual traces in the stats.
+
+    Returns:
+        ``(z_star, stats)``: the fixed point shaped like ``z0`` (detached) and `SolverStats`.
+
+    Raises:
+        ValueError: for an unknown method or stop mode, or an option out of range.
+        FloatingPointError: when the state becomes NaN/Inf (the message gives the iteration).
+    """
+    _check_options(method, max_iter, min_iter, tol, stop_mode, m, beta, lam, check_every)
+    packer = StatePacker(z0)
+    device = packer.device
+    f_flat = packer.wrap(f)
+    if torch.is_autocast_enabled(device.type):
+        # Keep the caller's autocast for f, but run Gram products and solves in full precision.
+        ac_dtype = torch.get_autocast_dtype(device.type)
+        inner = f_flat
+
+        def f_flat(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device.type, dtype=ac_dtype):
+                return inner(x)
+
+    monitor = Monitor(
+        _make_residual(packer, per_token),
+        batch=packer.batch,
+        device=device,
+        max_iter=max_iter,
+        min_iter=min_iter,
+        tol=tol,
+        stop_mode=stop_mode,
+        check_every=check_every or (1 if device.type == "cpu" else 4),
+        keep_trace=return_trace,
+    )
+    spec = SOLVERS[method]
+    given: dict[str, Any] = {"m": m, "beta": beta, "lam": lam}
+    options = {k: given[k] for k in spec.options}
+    with torch.no_grad(), torch.autocast(device.type, enabled=False):
+        x0 = packer.flatten(z0).detach()
+        x_star = spec.fn(f_flat, x0, monitor, max_iter=max_iter, **options)
+    return packer.unflatten(x_star), monitor.stats(method, stop_mode)
