@@ -84,7 +84,7 @@ def _strings_to_bytes(strings: list[str] | np.ndarray, what: str) -> np.ndarray:
     except UnicodeEncodeError as e:
         row = e.start // max(length, 1)
         raise PuzzleFormatError(
-            f"{what} row {row} column {e.start % length}: non-ASCII character {strings[row][e.start % length]!r}"
+            f"{what} row {row}: non-ASCII character {strings[row][e.start % length]!r} at cell {e.start % length}"
         ) from None
     return np.frombuffer(buf, dtype=np.uint8).reshape(len(strings), length)
 
@@ -109,7 +109,8 @@ def texts_to_grids(strings: list[str] | np.ndarray, kind: Kind, what: str = "que
 
     Raises:
         PuzzleFormatError: a row has the wrong length or a character outside the alphabet,
-            naming the row and column.
+            naming the row (0-based, as in the input list; CSV line = row + 2) and the cell
+            (0-based offset in the string, plus 1-based grid row and column).
     """
     raw = _strings_to_bytes(strings, what)
     if raw.size == 0:
@@ -124,7 +125,7 @@ def texts_to_grids(strings: list[str] | np.ndarray, kind: Kind, what: str = "que
         r, c = map(int, np.argwhere(bad)[0])
         allowed = f"'.', '0' or a digit 1..{n}" if kind == "sudoku" else f"one of {MAZE_CHARSET!r}"
         raise PuzzleFormatError(
-            f"{what} row {r}: character {chr(raw[r, c])!r} at cell {c} (grid row {c // n}, column {c % n}) "
+            f"{what} row {r}: character {chr(raw[r, c])!r} at cell {c} (grid row {c // n + 1}, column {c % n + 1}) "
             f"is not {allowed}"
         )
     return vals.reshape(-1, n, n).astype(np.int8 if kind == "sudoku" else np.uint8)
