@@ -195,7 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     batch = next(iter(loader))
     for k, v in batch.items():
         print(k, tuple(v.shape), v.dtype)
-    print(batch["inputs"][0].view(ds.side, ds.side))
+    inp = tokens_to_grids(batch["inputs"][:1].numpy(), ds.kind)[0]
+    lab = batch["labels"][:1].numpy()
+    lab = tokens_to_grids(np.where(lab == IGNORE_LABEL_ID, ds.metadata["pad_id"], lab), ds.kind)[0]
+    if ds.kind == "sudoku":
+        from puzzles.sudoku import pretty_sudoku
+
+        print(f"first example:\n{pretty_sudoku(inp, ds.box)}\nits label:\n{pretty_sudoku(lab, ds.box)}")
+    else:
+        from puzzles.maze import pretty_maze
+
+        print(f"first example:\n{pretty_maze(inp)}\nits label:\n{pretty_maze(lab)}")
     return 0
 
 

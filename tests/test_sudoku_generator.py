@@ -1,0 +1,86 @@
+"""Tests of puzzles.sudoku_generator: uniqueness, seeding, profiles.
+
+Run: ``pytest tests/test_sudoku_generator.py`` (about 15 s on 2 cores; ``-m slow`` adds a
+200-puzzle "extreme" run compared with the real rating distribution).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from puzzles.sudoku import check_solution, is_solution
+from puzzles.sudoku_generator import PROFILES, DifficultyProfile, generate_sudoku, rating_stats
+from puzzles.sudoku_solver import rate_batch, solve_batch
+
+BOXES = [(2, 2), (2, 3), (3, 3)]
+
+
+@pytest.mark.parametrize("box", BOXES)
+@pytest.mark.parametrize("minimal", [False, True])
+def test_generated_puzzles_are_unique_and_consistent(box, minimal):
+    b = generate_sudoku(12, box=box, profile="any", seed=7, workers=1, progress=False, minimal=minimal)
+    n = box[0] * box[1]
+    assert b.puzzles.shape == (12, n, n) and b.puzzles.dtype == np.int8
+    sols, counts, _guesses = solve_batch(b.puzzles, limit=2, box=box)
+    assert (counts == 1).all()
+    assert np.array_equal(sols, b.solutions)
+    assert np.array_equal(rate_batch(b.puzzles, box=box), b.ratings)
+    for p, s in zip(b.puzzles, b.solutions, strict=True):
+        assert is_solution(s, box)
+        check_solution(p, s, box)
+    if minimal:
+        # no single given can be removed without losing uniqueness
+        for p in b.puzzles[:4]:
+            idx = np.argwhere(p != 0)
+            trials = np.repeat(p[None], len(idx), axis=0)
+            trials[np.arange(len(idx)), idx[:, 0], idx[:, 1]] = 0
+            assert (solve_batch(trials, limit=2, box=box)[1] == 2).all()
+
+
+def test_reproducible_and_independent_of_workers():
+    a = generate_sudoku(10, profile="medium", seed=11, workers=1, progress=False)
+    b = generate_sudoku(10, profile="medium", seed=11, workers=2, progress=False)
+    c = generate_sudoku(10, profile="medium", seed=12, workers=1, progress=False)
+    assert np.array_equal(a.puzzles, b.puzzles) and np.array_equal(a.ratings, b.ratings)
+    assert not np.array_equal(a.puzzles, c.puzzles)
+    # item i depends only on (seed, i): a prefix of a longer batch is the shorter batch
+    d = generate_sudoku(4, profile="medium", seed=11, workers=1, progress=False)
+    assert np.array_equal(d.puzzles, a.puzzles[:4])
+
+
+def test_profiles_hit_their_bins():
+    b = generate_sudoku(12, profile="medium", seed=0, workers=1, progress=False)
+    assert ((b.ratings >= 1) & (b.ratings <= 7)).all()
+    e = generate_sudoku(12, profile="easy", seed=0, workers=1, progress=False)
+    assert (e.ratings == 0).all()
+    target = DifficultyProfile("t", ((8, 15),), (1.0,), "test")
+    h = generate_sudoku(3, profile=target, seed=0, workers=1, progress=False)
+    assert ((h.ratings >= 8) & (h.ratings <= 15)).all()
+    assert (h.target_bins == [8, 15]).all()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown profile"):
+        generate_sudoku(1, profile="nope", progress=False)
+    with pytest.raises(ValueError, match="solved by propagation"):
+        generate_sudoku(1, box=(2, 3), profile="extreme", progress=False)
+    with pytest.raises(ValueError, match="sum to 1"):
+        DifficultyProfile("bad", ((0, 1),), (0.5,), "")
+
+
+def test_extreme_profile_matches_real_sample():
+    p = PROFILES["extreme"]
+    assert abs(sum(p.probs) - 1) < 1e-9
+    # the bins are the real sample's distribution: 13% zero guesses, ~49% with 16 or more
+    assert p.probs[0] == pytest.approx(0.13)
+    assert sum(pr for (lo, _), pr in zip(p.bins, p.probs, strict=True) if lo >= 16) == pytest.approx(0.493)
+
+
+@pytest.mark.slow
+def test_extreme_distribution_200():
+    b = generate_sudoku(200, profile="extreme", seed=0, progress=False)
+    s = rating_stats(b.ratings)
+    assert 0.07 <= s["frac_zero"] <= 0.2
+    assert 10 <= s["median"] <= 22
+    assert 14 <= s["mean"] <= 28
