@@ -9,8 +9,9 @@ Sudoku: each input must have exactly one solution and it must equal the label; t
 also gives the rating (guesses to first solution) distribution. Maze: the label must be a valid
 shortest path from S to G; the report counts how many labels also equal the breadth-first label
 (neighbours expanded down, left, right, up), which holds for every original Maze-Hard puzzle
-but not for dihedral copies, since the tie-break does not rotate with the maze. Works on folders built here and on the reference HRM/TRM folders.
-Exits with status 1 if any example fails, 2 on unreadable input.
+but not for dihedral copies, since the tie-break does not rotate with the maze. Works on
+folders built here and on the reference HRM/TRM folders. Exits with status 1 if any example
+fails, 2 on unreadable input.
 """
 
 from __future__ import annotations
