@@ -18,8 +18,9 @@ Anderson (type II, window ``m``, damping ``beta``) minimises ``‖Σ α_i g_i‖
 over the last ``m`` residuals ``g_i = f(z_i) - z_i`` and steps to ``Σ α_i (f(z_i) - (1 - β) g_i)``. Three
 choices make it fast and robust:
 
-* ``λ = lam · mean_i ‖g_i‖²`` is relative to the residuals in the window. torchdeq's absolute ``lam=1e-4``
-  dominates the Gram matrix once ``‖g‖² ≪ 1e-4`` and turns Anderson into averaging, slower than Picard.
+* ``λ = lam · mean_i ‖g_i‖²`` is relative to the residuals in the window (default 1e-7, see `DEFAULT_LAM`).
+  torchdeq's absolute ``lam=1e-4`` dominates the Gram matrix once ``‖g‖² ≪ 1e-4`` and turns Anderson into
+  averaging, slower than Picard.
 * The Gram matrix is updated by one row per iteration (``G @ g_new``) instead of recomputed, and the
   ``m × m`` system is solved in float64 whatever the state dtype; a singular or non-finite system falls
   back to a plain step for that sample.
@@ -45,6 +46,14 @@ FlatFn = Callable[[torch.Tensor], torch.Tensor]
 
 STOP_MODES = ("rel", "abs")
 _REL_EPS = 1e-9  # denominator guard of the relative residual, as in torchdeq
+# Anderson's default regularisation, relative to the mean ‖g_i‖² of the window. The Gram entries come from
+# float32 inner products, so relative to that scale they carry ~1e-7 (float32 unit roundoff, 6e-8) of
+# rounding noise: λ at that level only damps directions that are noise, while a larger λ (1e-6 before) also
+# damps the small but real eigen-directions of a nearly collinear window, which is exactly the slow-mode case
+# (slow_mode/s=0.1: 31 iterations at 1e-6, 30 at 1e-7 and unchanged down to 1e-10; the other five benchmark
+# problems are unchanged or one iteration faster; other seeds of that problem are insensitive to λ in this
+# range, so this is a safe default rather than a tuned one). Singular systems still fall back to a plain step.
+DEFAULT_LAM = 1e-7
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -60,8 +69,8 @@ class Monitor:
     the masked writes; on CUDA masks are always tensors and only `finished` syncs with the host.
 
     Args:
-        residual: ``(g, fx) -> (abs, rel)`` with ``g = f(z) - z`` and both ``(B, D)``; returns float32
-            ``(B,)`` or ``(B, T)`` norms.
+        residual: ``(g, fx, g_sq) -> (abs, rel)`` with ``g = f(z) - z`` and both ``(B, D)``, ``g_sq`` an
+            optional precomputed ``‖g‖²`` (B,) or None; returns float32 ``(B,)`` or ``(B, T)`` norms.
         batch: batch size ``B``.
         device: the state's device.
         max_iter: iteration budget.
@@ -74,7 +83,7 @@ class Monitor:
 
     def __init__(
         self,
-        residual: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        residual: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
         *,
         batch: int,
         device: torch.device,
@@ -98,14 +107,19 @@ class Monitor:
         self.rel_res: torch.Tensor | None = None
         self.traces: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if keep_trace else None
 
-    def update(self, k: int, g: torch.Tensor, fx: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def update(
+        self, k: int, g: torch.Tensor, fx: torch.Tensor, g_sq: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Record iteration ``k`` (0-based) and return ``(newly_converged, frozen_before)`` masks ``(B,)``.
+
+        ``g_sq`` optionally gives ``‖g‖²`` per sample (B,), already computed by the solver (Anderson has it
+        on the diagonal of its Gram matrix); whole-sample residuals then skip their own pass over ``g``.
 
         ``newly_converged`` marks samples that meet the tolerance now (their result is this ``fx``);
         ``frozen_before`` marks samples frozen at an earlier iteration (their result must not change).
         Either is ``None`` when it is known to be empty.
         """
-        abs_r, rel_r = self.residual(g, fx)
+        abs_r, rel_r = self.residual(g, fx, g_sq)
         if self.any_done:
             active = ~self.done
             keep = active if abs_r.ndim == 1 else active[:, None]
@@ -237,7 +251,7 @@ def picard(f: FlatFn, x0: torch.Tensor, monitor: Monitor, *, max_iter: int, beta
     return x
 
 
-def _anderson_weights(h: torch.Tensor, lam: float, newest: int) -> torch.Tensor:
+def _anderson_weights(h: torch.Tensor, lam: float, newest: int, eye: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
     """Weights ``α`` (B, n) minimising ``αᵀ(H + λI)α`` subject to ``Σα = 1``.
 
     The solution is ``α = w / Σw`` with ``(H + λI) w = 1`` (the bordered ``(n+1)×(n+1)`` KKT system,
@@ -248,16 +262,17 @@ def _anderson_weights(h: torch.Tensor, lam: float, newest: int) -> torch.Tensor:
         h: ``(B, n, n)`` Gram matrix ``G Gᵀ`` of the residuals in the window, float64.
         lam: regularisation relative to the mean squared residual norm in the window.
         newest: slot of the newest iterate (the fallback).
+        eye: ``(n, n)`` float64 identity (built once per solve).
+        ones: ``(B, n, 1)`` float64 ones (built once per solve).
     """
-    b, n, _ = h.shape
+    n = h.shape[1]
     scale = h.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(torch.finfo(h.dtype).tiny)  # (B,)
-    a = h + (lam * scale)[:, None, None] * torch.eye(n, dtype=h.dtype, device=h.device)
-    w, info = torch.linalg.solve_ex(a, torch.ones(b, n, 1, dtype=h.dtype, device=h.device))
+    a = torch.addcmul(h, (lam * scale)[:, None, None], eye)  # H + λ·scale·I, (B, n, n)
+    w, info = torch.linalg.solve_ex(a, ones)
     w = w.squeeze(2)
     alpha = w / w.sum(dim=1, keepdim=True)
-    ok = (info == 0) & torch.isfinite(alpha).all(dim=1)
-    fallback = torch.zeros_like(alpha)
-    fallback[:, newest] = 1.0
+    ok = (info == 0) & torch.isfinite(alpha).all(dim=1)  # (B,)
+    fallback = torch.nn.functional.one_hot(torch.tensor(newest, device=h.device), n).to(h.dtype)  # (n,)
     return torch.where(ok[:, None], alpha, fallback)
 
 
@@ -269,7 +284,7 @@ def anderson(
     max_iter: int,
     m: int = 5,
     beta: float = 1.0,
-    lam: float = 1e-6,
+    lam: float = DEFAULT_LAM,
 ) -> torch.Tensor:
     """Type-II Anderson acceleration with window ``m``, damping ``beta`` and relative regularisation ``lam``.
 
@@ -288,9 +303,12 @@ def anderson(
         ``(B, D)`` fixed-point estimate (``f(z_k)`` at each sample's final iteration ``k``).
     """
     b, d = x0.shape
-    hist = torch.empty(b, 2 * m, d, dtype=x0.dtype, device=x0.device)  # (B, 2m, D): [f(z_i) | g_i]
+    dev = x0.device
+    hist = torch.empty(b, 2 * m, d, dtype=x0.dtype, device=dev)  # (B, 2m, D): [f(z_i) | g_i]
     fhist, ghist = hist[:, :m], hist[:, m:]  # (B, m, D) views
-    gram = torch.zeros(b, m, m, dtype=torch.float64, device=x0.device)  # (B, m, m) G Gᵀ, float64
+    gram = torch.zeros(b, m, m, dtype=torch.float64, device=dev)  # (B, m, m) G Gᵀ, float64
+    eyes = [torch.eye(n, dtype=torch.float64, device=dev) for n in range(1, m + 1)]
+    ones = torch.ones(b, m, 1, dtype=torch.float64, device=dev)
     # bf16/fp16 histories: the Gram row is accumulated in float32 so that it carries enough bits.
     low_precision = x0.dtype in (torch.bfloat16, torch.float16)
     x = x0
@@ -301,7 +319,6 @@ def anderson(
         f_s.copy_(fx)
         torch.sub(fx, x, out=g_s)
         del fx  # the buffer holds it; dropping it keeps the peak at (2m + 1) states plus f's temporaries
-        newly, frozen = monitor.update(k, g_s, f_s)
 
         # New Gram row/column for slot s: <g_j, g_s> for the n valid slots j. Order is irrelevant.
         # Written as (B, 1, D) @ (B, D, n): on CPU this orientation is ~5x faster than (B, n, D) @ (B, D, 1).
@@ -309,6 +326,8 @@ def anderson(
             row = torch.bmm(g_s.float().unsqueeze(1), ghist[:, :n].float().transpose(1, 2)).squeeze(1)
         else:
             row = torch.bmm(g_s.unsqueeze(1), ghist[:, :n].transpose(1, 2)).squeeze(1)  # (B, n)
+        # row[:, s] = ‖g_s‖²: the residual norm comes with the Gram row, saving the monitor a pass over g.
+        newly, frozen = monitor.update(k, g_s, f_s, g_sq=row[:, s])
         row = row.to(torch.float64)
         gram[:, s, :n] = row
         gram[:, :n, s] = row
@@ -317,10 +336,11 @@ def anderson(
             # an extrapolation nobody has checked. (A copy: a view would keep the whole history alive.)
             x_next = f_s.clone()
         else:
-            alpha = _anderson_weights(gram[:, :n, :n], lam, s).to(x0.dtype).unsqueeze(1)  # (B, 1, n)
+            alpha = _anderson_weights(gram[:, :n, :n], lam, s, eyes[n - 1], ones[:, :n])
+            alpha = alpha.to(x0.dtype).unsqueeze(1)  # (B, 1, n)
             x_next = torch.bmm(alpha, fhist[:, :n]).squeeze(1)  # (B, D) Σ α_i f(z_i)
-            if beta != 1.0:  # Σ α_i (f(z_i) - (1 - β) g_i)
-                x_next = torch.baddbmm(x_next.unsqueeze(1), alpha, ghist[:, :n], alpha=beta - 1.0).squeeze(1)
+            if beta != 1.0:  # Σ α_i (f(z_i) - (1 - β) g_i), accumulated in place
+                x_next.unsqueeze(1).baddbmm_(alpha, ghist[:, :n], alpha=beta - 1.0)
             x_next = _assign_rows_(x_next, newly, f_s, monitor.cpu)
         x = _assign_rows_(x_next, frozen, x, monitor.cpu)
         if monitor.finished(k):
@@ -368,19 +388,30 @@ def register_solver(name: str, fn: Callable[..., torch.Tensor]) -> None:
 
 def _make_residual(
     packer: StatePacker, per_token: bool
-) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Residual norms over all non-batch dims, or per token (dim 1 of every state part)."""
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]:
+    """Residual norms over all non-batch dims, or per token (dim 1 of every state part).
+
+    A precomputed ``g_sq = ‖g‖²`` (B,) replaces the pass over ``g`` for whole-sample residuals; per-token
+    residuals ignore it.
+    """
     acc = torch.promote_types(packer.dtype, torch.float32)  # bf16 states are reduced in float32
 
     if not per_token:
 
-        def residual(g: torch.Tensor, fx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            a = torch.linalg.vector_norm(g, dim=1, dtype=acc)
+        def residual(
+            g: torch.Tensor, fx: torch.Tensor, g_sq: torch.Tensor | None = None
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            if g_sq is None:
+                a = torch.linalg.vector_norm(g, dim=1, dtype=acc)
+            else:
+                a = g_sq.to(acc).clamp_min(0.0).sqrt()
             return a, a / (torch.linalg.vector_norm(fx, dim=1, dtype=acc) + _REL_EPS)
 
         return residual
 
-    def token_residual(g: torch.Tensor, fx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def token_residual(
+        g: torch.Tensor, fx: torch.Tensor, g_sq: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         # Sum of squares per (sample, token) over every part of the state: (B, T).
         g2 = sum(torch.linalg.vector_norm(p, dim=2, dtype=acc).square() for p in packer.token_views(g))
         f2 = sum(torch.linalg.vector_norm(p, dim=2, dtype=acc).square() for p in packer.token_views(fx))
@@ -433,7 +464,7 @@ def solve(
     stop_mode: str = "rel",
     m: int = 5,
     beta: float = 1.0,
-    lam: float = 1e-6,
+    lam: float = DEFAULT_LAM,
     per_token: bool = False,
     check_every: int | None = None,
     return_trace: bool = False,

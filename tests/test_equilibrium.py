@@ -154,6 +154,26 @@ def test_anderson_reaches_true_equilibrium_after_many_wraps():
     torch.testing.assert_close(z, linear_solution(a, b), atol=1e-9, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_anderson_residuals_from_gram_row_match_direct_norms(dtype):
+    """Anderson reads ‖g‖ off its Gram row; the reported residuals must equal norms computed from f's calls."""
+    a = slow_mode(16, seed=12).to(dtype)
+    b = torch.randn(3, 16, generator=torch.Generator().manual_seed(13), dtype=dtype)
+    calls = []
+
+    def f(z):
+        fz = torch.tanh(z @ a.T + b)
+        calls.append((z.clone(), fz.clone()))
+        return fz
+
+    _, stats = solve(f, torch.zeros_like(b), method="anderson", m=3, tol=0.0, max_iter=9, return_trace=True)
+    g = torch.stack([(fz - z).double().norm(dim=1) for z, fz in calls], dim=1)  # (B, 9)
+    r = torch.stack([fz.double().norm(dim=1) for _, fz in calls], dim=1)
+    eps = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(stats.abs_trace.double(), g, rtol=eps, atol=0)
+    torch.testing.assert_close(stats.rel_trace.double(), g / (r + 1e-9), rtol=eps, atol=0)
+
+
 @pytest.mark.parametrize("f", [lambda z: torch.full_like(z, 2.0), lambda z: z.clone()], ids=["constant", "identity"])
 def test_anderson_singular_system_falls_back(f):
     """Zero residuals make the Gram matrix singular (lam=0): plain steps, finite result, no crash."""
