@@ -114,19 +114,40 @@ def as_grid(x: np.ndarray | list, box: tuple[int, int] | None = None) -> np.ndar
         PuzzleConstraintError: two equal givens in one row, column or box.
     """
     a = np.asarray(x)
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+    if a.ndim != 2:
         raise PuzzleFormatError(f"sudoku grid must have shape (N, N), got {a.shape}")
-    n = a.shape[0]
-    box = _check_box(box, n)
-    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-        raise PuzzleFormatError(f"sudoku grid must hold integers 0..{n}, got dtype {a.dtype}")
-    bad = np.argwhere((a < 0) | (a > n))
-    if len(bad):
-        r, c = bad[0]
-        raise PuzzleFormatError(f"value {int(a[r, c])} at row {r + 1}, column {c + 1} is outside 0..{n} (0 = blank)")
-    g = np.ascontiguousarray(a, dtype=np.int8)
+    g, box = check_digit_array(a, box)
     validate_givens(g, box)
     return g
+
+
+def check_digit_array(x: np.ndarray, box: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Check the shape, dtype and value range of one grid ``(N, N)`` or a batch ``(B, N, N)``.
+
+    Shared by :func:`as_grid` and the batch solvers so both report bad input the same way; the
+    givens' consistency is checked separately (:func:`validate_givens`).
+
+    Returns:
+        ``(grids, box)``: the input as C-contiguous int8 and the resolved box shape.
+
+    Raises:
+        PuzzleFormatError: wrong shape, non-integer dtype, or a value outside 0..N, naming the grid
+            (for a batch), row and column (1-based).
+    """
+    a = np.asarray(x)
+    if a.ndim not in (2, 3) or a.shape[-1] != a.shape[-2]:
+        raise PuzzleFormatError(f"sudoku grids must have shape (N, N) or (B, N, N), got {a.shape}")
+    n = a.shape[-1]
+    box = _check_box(box, n)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        raise PuzzleFormatError(f"sudoku grids must hold integers 0..{n}, got dtype {a.dtype}")
+    bad = np.argwhere((a < 0) | (a > n))
+    if len(bad):
+        *grid, r, c = (int(v) for v in bad[0])
+        where = f"grid {grid[0]}: " if grid else ""
+        value = int(a[tuple(bad[0])])
+        raise PuzzleFormatError(f"{where}value {value} at row {r + 1}, column {c + 1} is outside 0..{n} (0 = blank)")
+    return np.ascontiguousarray(a, dtype=np.int8), box
 
 
 def format_sudoku(grid: np.ndarray, blank: str = ".") -> str:

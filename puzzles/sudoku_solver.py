@@ -40,8 +40,8 @@ from functools import cache
 import numpy as np
 from numba import njit
 
-from puzzles.errors import NoSolutionError, PuzzleFormatError
-from puzzles.sudoku import _check_box, as_grid, validate_givens
+from puzzles.errors import NoSolutionError, PuzzleError, PuzzleFormatError
+from puzzles.sudoku import as_grid, check_digit_array, validate_givens
 
 # ---------------------------------------------------------------------------------------------
 # tables of the 9x9 (tdoku-style) engine
@@ -707,25 +707,17 @@ def _identity_order(n: int) -> np.ndarray:
 
 def _check_batch(grids: np.ndarray, box: tuple[int, int] | None) -> tuple[np.ndarray, tuple[int, int]]:
     a = np.asarray(grids)
-    if a.ndim != 3 or a.shape[1] != a.shape[2]:
+    if a.ndim != 3:
         raise PuzzleFormatError(f"a batch of sudoku grids must have shape (B, N, N), got {a.shape}")
+    a, box = check_digit_array(a, box)
     n = a.shape[1]
-    box = _check_box(box, n)
-    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-        raise PuzzleFormatError(f"sudoku grids must hold integers 0..{n}, got dtype {a.dtype}")
-    bad = np.argwhere((a < 0) | (a > n))
-    if len(bad):
-        i, r, c = bad[0]
-        raise PuzzleFormatError(f"grid {i}: value {int(a[i, r, c])} at row {r + 1}, column {c + 1} is outside 0..{n}")
-    g = np.ascontiguousarray(a, dtype=np.int8).reshape(a.shape[0], n * n)
+    g = a.reshape(a.shape[0], n * n)
     units, _ = unit_tables(box)
     i = _givens_ok_batch(g, units)
     if i >= 0:
         try:
             validate_givens(a[i], box)
-        except PuzzleFormatError as e:  # PuzzleConstraintError is not a format error; re-raise both
-            raise type(e)(f"grid {i}: {e}") from None
-        except ValueError as e:
+        except PuzzleError as e:  # name the offending grid, keep the error type
             raise type(e)(f"grid {i}: {e}") from None
     return g, box
 
