@@ -103,25 +103,33 @@ def csv_splits(
     """
     rng = np.random.default_rng(seed)
     full = read_csv(train_csv, kind=spec.kind)
-    spec.check_table(full, str(train_csv))
+    full_rows = np.arange(len(full))  # each kept row's data-row number in the file
     if min_rating is not None:
-        full = full.subset(np.flatnonzero(full.ratings >= min_rating))
+        full_rows = np.flatnonzero(full.ratings >= min_rating)
+        full = full.subset(full_rows)
     order = rng.permutation(len(full))
     if test_csv is None:
         n_test = n_test if n_test is not None else min(len(full) // 10, 1000)
         if n_test >= len(full):
             raise PuzzleError(f"{train_csv}: {len(full)} rows cannot give {n_test} test rows and any train rows")
-        test, order = full.subset(order[:n_test]), order[n_test:]
+        test_rows, order = order[:n_test], order[n_test:]
+        test_source, test_ids = full, full_rows[test_rows]
     else:
-        test = read_csv(test_csv, kind=spec.kind)
-        spec.check_table(test, str(test_csv))
-        if n_test is not None and n_test < len(test):
-            test = test.subset(np.sort(rng.choice(len(test), n_test, replace=False)))
+        test_full = read_csv(test_csv, kind=spec.kind)
+        test_rows = np.arange(len(test_full))
+        if n_test is not None and n_test < len(test_full):
+            test_rows = np.sort(rng.choice(len(test_full), n_test, replace=False))
+        test_source, test_ids = test_full, test_rows
     if n_train is not None:
         if n_train > len(order):
             raise PuzzleError(f"{train_csv}: asked for {n_train} train rows but only {len(order)} are available")
         order = order[:n_train]
-    return full.subset(order), test
+    # Only the selected rows are checked (the full Sudoku-Extreme train CSV has 3.8M rows); errors
+    # name the row in the file (0-based data row; the CSV line is row + 2).
+    train, test = full.subset(order), test_source.subset(test_rows)
+    spec.check_table(train, str(train_csv), row_ids=full_rows[order])
+    spec.check_table(test, str(test_csv or train_csv), row_ids=test_ids)
+    return train, test
 
 
 def augmented_split(spec: DatasetSpec, table: PuzzleTable, aug: int, seed: int, progress: bool):

@@ -109,12 +109,18 @@ class DatasetSpec:
         ks = range(1, copies + 1)
         return np.stack([dihedral(question, k) for k in ks]), np.stack([dihedral(answer, k) for k in ks])
 
-    def check_table(self, table: PuzzleTable, what: str = "table") -> None:
+    def check_table(self, table: PuzzleTable, what: str = "table", row_ids: np.ndarray | None = None) -> None:
         """Raise a clear error if any row of ``table`` is not a valid puzzle of this dataset.
 
         Sudoku: the answer is a complete valid grid that agrees with every given. Maze: the
         answer marks a valid shortest path of the question (any shortest path is accepted,
         not only the breadth-first one). Rows are checked vectorised where possible.
+
+        Args:
+            table: the puzzles to check.
+            what: name of the source, for error messages.
+            row_ids: the source's row number of each table row (errors name that row), when the
+                table is a selection of a larger file.
         """
         if table.kind != self.kind:
             raise DatasetError(f"{what}: holds {table.kind} puzzles but {self.name} is a {self.kind} dataset")
@@ -127,7 +133,7 @@ class DatasetSpec:
             bad = np.flatnonzero(~sudoku_solutions_valid(table.questions, table.answers, self.box))
             if bad.size:
                 raise PuzzleConstraintError(
-                    f"{what}: row {int(bad[0])} ({bad.size} rows in all): the answer does not solve the question"
+                    f"{what}: row {_row(bad, row_ids)} ({bad.size} rows in all): the answer does not solve the question"
                 )
             return
         from puzzles.maze import check_predictions
@@ -136,8 +142,13 @@ class DatasetSpec:
         bad = np.flatnonzero(~valid)
         if bad.size:
             raise PuzzleConstraintError(
-                f"{what}: row {int(bad[0])} ({bad.size} rows in all): the answer does not mark a shortest path"
+                f"{what}: row {_row(bad, row_ids)} ({bad.size} rows in all): the answer does not mark a shortest path"
             )
+
+
+def _row(bad: np.ndarray, row_ids: np.ndarray | None) -> int:
+    """The source row number of the first bad row (the smallest, when rows were reordered)."""
+    return int(bad[0]) if row_ids is None else int(np.min(row_ids[bad]))
 
 
 def sudoku_solutions_valid(puzzles: np.ndarray, solutions: np.ndarray, box: tuple[int, int]) -> np.ndarray:
@@ -149,8 +160,8 @@ def sudoku_solutions_valid(puzzles: np.ndarray, solutions: np.ndarray, box: tupl
     br, bc = box
     n = br * bc
     b = len(solutions)
-    sol = solutions.astype(np.int64)
-    full = np.arange(1, n + 1)
+    sol = np.asarray(solutions, dtype=np.int8)  # int8 keeps a 3.8M-row check at ~300 MB per copy
+    full = np.arange(1, n + 1, dtype=np.int8)
     rows_ok = (np.sort(sol, axis=2) == full).all(axis=(1, 2))
     cols_ok = (np.sort(sol, axis=1) == full[:, None]).all(axis=(1, 2))
     boxes = sol.reshape(b, n // br, br, n // bc, bc).transpose(0, 1, 3, 2, 4).reshape(b, n, n)
