@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from puzzles.errors import NoSolutionError, PuzzleConstraintError, PuzzleFormatError
+from puzzles.errors import NoSolutionError, PuzzleConstraintError, PuzzleError, PuzzleFormatError
 
 PAD, WALL, OPEN, START, GOAL, PATH = 0, 1, 2, 3, 4, 5
 # Character of token id t is CHARSET[t - 1] (id 0 is padding and has no character).
@@ -599,14 +599,25 @@ def check_predictions(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Solve the maze in the text file ``argv[0]`` (or stdin) and print it with its path."""
-    args = sys.argv[1:] if argv is None else argv
-    if args:
-        with open(args[0]) as f:
-            text = f.read()
-    else:
-        text = sys.stdin.read()
-    label = solve_maze(parse_maze(text))
+    """Solve the maze in a text file (or stdin) and print it with its path; returns the exit status."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m puzzles.maze",
+        description="Solve a maze (900-character line or N lines of '# SG' text) and print its shortest path.",
+    )
+    parser.add_argument("file", nargs="?", help="text file holding the maze (default: standard input)")
+    args = parser.parse_args(argv)
+    try:
+        if args.file:
+            with open(args.file) as f:
+                text = f.read()
+        else:
+            text = sys.stdin.read()
+        label = solve_maze(parse_maze(text))
+    except (OSError, PuzzleError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(pretty_maze(label))
     print(f"shortest path: {int((label == PATH).sum()) + 2} cells")
     return 0
