@@ -13,6 +13,17 @@ same for a given seed whatever the number of worker processes. For one item:
    restart from a new grid after ``patience`` fruitless evaluations. Random minimal puzzles need
    about one guess on average; hard bins are reached by this climb, which is the slow part.
 
+The "extreme" profile on 9x9 works differently (the approach of tdoku's generator): items come in
+chunks of :data:`EXTREME_CHUNK`, chunk ``c`` built from ``SeedSequence([seed, c])`` alone (so again
+independent of ``workers``, and a shorter batch is a prefix of a longer one). A chunk runs a
+population search for hard puzzles (pool scored by D, the geometric mean of ``rating + 1`` over 8
+random symmetric copies, minus 1; step: drop 1-3 givens of a hard member, re-add random givens of its
+solution until unique, minimise, keep when harder than the weakest member). Every scored puzzle is a
+candidate. Each item then gets a target rating drawn (stratified) from the real Sudoku-Extreme rating
+table, an unused candidate with D near it, and the one of 64 random symmetric copies of that candidate
+whose rating *as stored* is closest to the target (ratings vary widely across symmetric copies).
+``target_bins`` then holds the profile bin of each item's target. See :func:`_extreme_chunk`.
+
 Usage::
 
     from puzzles.sudoku_generator import generate_sudoku
@@ -43,7 +54,7 @@ from tqdm import tqdm
 
 from puzzles.errors import PuzzleFormatError
 from puzzles.sudoku import _check_box
-from puzzles.sudoku_solver import _g_solve, _scratch9, _solve9, unit_tables
+from puzzles.sudoku_solver import _g_solve, _scratch9, _solve9, solve_batch, unit_tables
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +301,229 @@ def _make_puzzle(nseed, br, bc, units, peers, lo, hi, minimal, patience, max_eva
 
 
 # ---------------------------------------------------------------------------------------------
+# "extreme": population search per chunk, then pick symmetric copies to match real ratings
+# ---------------------------------------------------------------------------------------------
+
+# Empirical rating distribution of the real Sudoku-Extreme train split: ``(rating, count)`` over the
+# 1,000 rows of ../shared/data/sudoku_extreme_sample/sudoku-extreme_train_random1k_reconstructed.csv
+# (``collections.Counter(df.rating)``; mean 20.8, median 15, 13% zero, q90 47, q99 102, max 194).
+# Targets of the "extreme" profile are drawn from it (the product does not read the CSV).
+_EXTREME_RATING_COUNTS = (
+    (0, 130), (1, 86), (2, 43), (3, 22), (4, 22), (5, 19), (6, 23), (7, 24), (8, 13), (9, 14), (10, 12),
+    (11, 16), (12, 18), (13, 26), (14, 22), (15, 17), (16, 14), (17, 17), (18, 18), (19, 13), (20, 11),
+    (21, 24), (22, 17), (23, 16), (24, 17), (25, 14), (26, 14), (27, 13), (28, 22), (29, 15), (30, 14),
+    (31, 6), (32, 14), (33, 8), (34, 13), (35, 14), (36, 5), (37, 11), (38, 13), (39, 7), (40, 10),
+    (41, 9), (42, 9), (43, 11), (44, 4), (45, 12), (46, 6), (47, 4), (48, 3), (49, 2), (50, 4), (51, 6),
+    (52, 5), (53, 5), (54, 5), (55, 6), (56, 3), (57, 3), (58, 4), (59, 3), (60, 2), (61, 1), (63, 4),
+    (64, 1), (65, 1), (66, 2), (67, 5), (68, 2), (70, 1), (72, 3), (76, 1), (83, 1), (85, 2), (86, 2),
+    (87, 2), (88, 1), (90, 1), (91, 2), (92, 1), (97, 1), (99, 1), (100, 1), (102, 1), (107, 1),
+    (109, 1), (111, 1), (113, 1), (115, 1), (116, 1), (122, 1), (159, 1), (168, 1), (194, 1),
+)  # fmt: skip
+
+EXTREME_CHUNK = 50  # items per chunk: chunk c is built from SeedSequence([seed, c]) alone
+
+
+@njit(cache=True)
+def _rate9(p, tmp, s9):
+    states, sk, sa, sb, sc, w = s9
+    return _solve9(p, 1, tmp, states, sk, sa, sb, sc, w)[1]
+
+
+@njit(cache=True)
+def _unique9(p, tmp, s9):
+    states, sk, sa, sb, sc, w = s9
+    return _solve9(p, 2, tmp, states, sk, sa, sb, sc, w)[0] == 1
+
+
+@njit(cache=True)
+def _minimise9(p, tmp, s9):
+    """Remove givens in random order while the solution stays unique; returns solver calls."""
+    ev = 0
+    for c in np.random.permutation(81):
+        v = p[c]
+        if v == 0:
+            continue
+        p[c] = 0
+        ev += 1
+        if not _unique9(p, tmp, s9):
+            p[c] = v
+    return ev
+
+
+@njit(cache=True)
+def _difficulty9(p, s, copies, q, t, tmp, s9):
+    """Geometric mean of ``rating + 1`` over ``copies`` random symmetric copies, minus 1."""
+    acc = 0.0
+    for _ in range(copies):
+        _random_symmetry(p, s, q, t, 3, 3)
+        acc += np.log(_rate9(q, tmp, s9) + 1.0)
+    return np.exp(acc / copies) - 1.0
+
+
+@njit(cache=True)
+def _extreme_chunk(nseed, targets, n_iter, pool_size, copies, pick_copies, units, peers, out_p, out_s, out_r):
+    """Population search for hard puzzles, then one output per target rating; returns solver calls.
+
+    Search: a pool of ``pool_size`` random minimal puzzles (each from its own random grid) scored by
+    D (:func:`_difficulty9`); each step takes the harder of two random pool members, drops 1-3 givens,
+    adds random givens of its solution until the solution is unique again, minimises it, scores it and
+    replaces the pool's weakest member when harder (no duplicates). Every scored puzzle is a candidate.
+
+    Output ``i``: an unused candidate with D in ``[0.6 t, 1.6 t]`` (t = ``targets[i]``; D <= 0.5 for
+    t = 0; else the one nearest in log scale), preferring grids used least so far; ``pick_copies`` of its
+    random symmetric copies are rated and the one rated closest to ``t`` is kept (a few candidates are
+    tried when none is close).
+    """
+    np.random.seed(nseed)
+    n = 9
+    nn = 81
+    s9 = _scratch9()
+    cands_g = np.empty((nn + 2, nn), dtype=np.int32)
+    dones_g = np.empty((nn + 2, nn), dtype=np.uint8)
+    rem_g = np.empty(nn + 2, dtype=np.int64)
+    cells_g = np.empty(nn + 2, dtype=np.int64)
+    order = np.empty((nn, n), dtype=np.int64)
+    tmp = np.zeros(nn, dtype=np.int8)
+    q = np.zeros(nn, dtype=np.int8)
+    t2 = np.zeros(nn, dtype=np.int8)
+    child = np.zeros(nn, dtype=np.int8)
+    cap = pool_size + n_iter
+    cp = np.zeros((cap, nn), dtype=np.int8)
+    cs = np.zeros((cap, nn), dtype=np.int8)
+    cd = np.zeros(cap, dtype=np.float64)
+    cg = np.zeros(cap, dtype=np.int64)  # grid (lineage) id
+    pool = np.zeros(pool_size, dtype=np.int64)  # candidate index of each pool member
+    evals = 0
+    nc = 0
+    for j in range(pool_size):
+        for i in range(nn):
+            order[i] = np.random.permutation(n) + 1
+        child[:] = 0
+        _g_solve(child, 1, order, units, peers, n, cs[nc], cands_g, dones_g, rem_g, cells_g, 0)
+        cp[nc] = cs[nc]
+        evals += 1 + _minimise9(cp[nc], tmp, s9)
+        cd[nc] = _difficulty9(cp[nc], cs[nc], copies, q, t2, tmp, s9)
+        evals += copies
+        cg[nc] = j
+        pool[j] = nc
+        nc += 1
+    for _ in range(n_iter):
+        a = pool[np.random.randint(pool_size)]
+        b = pool[np.random.randint(pool_size)]
+        par = a if cd[a] >= cd[b] else b
+        child[:] = cp[par]
+        sol = cs[par]
+        drop = 1 + np.random.randint(3)
+        for _d in range(drop):
+            while True:
+                c = np.random.randint(nn)
+                if child[c] != 0:
+                    break
+            child[c] = 0
+        while True:
+            evals += 1
+            if _unique9(child, tmp, s9):
+                break
+            while True:
+                c = np.random.randint(nn)
+                if child[c] == 0:
+                    break
+            child[c] = sol[c]
+        evals += _minimise9(child, tmp, s9)
+        dup = False
+        for j in range(pool_size):
+            if (cp[pool[j]] == child).all():
+                dup = True
+                break
+        if dup:
+            continue
+        d = _difficulty9(child, sol, copies, q, t2, tmp, s9)
+        evals += copies
+        cp[nc] = child
+        cs[nc] = sol
+        cd[nc] = d
+        cg[nc] = cg[par]
+        worst = 0
+        for j in range(1, pool_size):
+            if cd[pool[j]] < cd[pool[worst]]:
+                worst = j
+        if d > cd[pool[worst]]:
+            pool[worst] = nc
+        nc += 1
+    # fill the outputs
+    used = np.zeros(nc, dtype=np.bool_)
+    grid_use = np.zeros(pool_size, dtype=np.int64)
+    logd = np.log(cd[:nc] + 1.0)
+    best_q = np.zeros(nn, dtype=np.int8)
+    best_t = np.zeros(nn, dtype=np.int8)
+    for i in range(targets.shape[0]):
+        t = targets[i]
+        lo = 0.6 * t
+        hi = 1.6 * t if t > 0 else 0.5
+        best_gap = _NO_LIMIT
+        kbest = 0
+        for _try in range(4):
+            # least-used grid among unused candidates in the window, random among ties
+            k = -1
+            kuse = _NO_LIMIT
+            seen = 0
+            for j in range(nc):
+                if used[j] or cd[j] < lo or cd[j] > hi:
+                    continue
+                u = grid_use[cg[j]]
+                if u < kuse:
+                    kuse = u
+                    k = j
+                    seen = 1
+                elif u == kuse:
+                    seen += 1
+                    if np.random.randint(seen) == 0:
+                        k = j
+            if k < 0:
+                lt = np.log(t + 1.0)
+                bd = 1e30
+                for j in range(nc):
+                    if not used[j] and abs(logd[j] - lt) < bd:
+                        bd = abs(logd[j] - lt)
+                        k = j
+            if k < 0:
+                k = np.random.randint(nc)
+            used[k] = True
+            for _m in range(pick_copies):
+                _random_symmetry(cp[k], cs[k], q, t2, 3, 3)
+                r = _rate9(q, tmp, s9)
+                evals += 1
+                gap = abs(r - t)
+                if gap < best_gap:
+                    best_gap = gap
+                    best_q[:] = q
+                    best_t[:] = t2
+                    out_r[i] = r
+                    kbest = k
+                    if gap == 0:
+                        break
+            if best_gap <= 0.1 * t:
+                break
+        grid_use[cg[kbest]] += 1
+        out_p[i] = best_q
+        out_s[i] = best_t
+    return evals, grid_use
+
+
+def _extreme_targets(seed: int, c: int, k: int) -> tuple[np.ndarray, int]:
+    """Target ratings of chunk ``c`` and its numba seed, from ``SeedSequence([seed, c])``.
+
+    Stratified draws from the real distribution: item ``j`` gets the empirical quantile at
+    ``(pi(j) + u_j) / k`` (``pi`` a random permutation, ``u_j`` uniform), so every chunk covers the
+    whole distribution (one item per 2% of it for ``k`` = 50) instead of an i.i.d. sample.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(c)]))
+    table = np.repeat(*np.array(_EXTREME_RATING_COUNTS, dtype=np.int64).T)
+    u = (rng.permutation(k) + rng.random(k)) / k
+    return table[np.minimum((u * table.size).astype(np.int64), table.size - 1)], int(rng.integers(0, 2**31 - 1))
+
+
+# ---------------------------------------------------------------------------------------------
 # Python API
 # ---------------------------------------------------------------------------------------------
 
@@ -317,6 +551,57 @@ def _make_items(args):
     return out
 
 
+def _make_extreme_chunk(args):
+    """Worker: build chunk ``c`` of the "extreme" path (all its items, whatever ``n`` asks for)."""
+    c, seed, n_iter, pool_size = args
+    units, peers = unit_tables((3, 3))
+    targets, nseed = _extreme_targets(seed, c, EXTREME_CHUNK)
+    p = np.zeros((EXTREME_CHUNK, 81), dtype=np.int8)
+    s = np.zeros((EXTREME_CHUNK, 81), dtype=np.int8)
+    r = np.zeros(EXTREME_CHUNK, dtype=np.int64)
+    ev, grid_use = _extreme_chunk(nseed, targets, n_iter, pool_size, 8, 64, units, peers, p, s, r)
+    return c, p, s, r, targets, ev, int((grid_use > 0).sum())
+
+
+def _generate_extreme(n, seed, workers, progress, n_iter, pool_size):
+    """The "extreme" profile: chunks of :data:`EXTREME_CHUNK` items, see :func:`_extreme_chunk`."""
+    profile = PROFILES["extreme"]
+    n_chunks = -(-n // EXTREME_CHUNK)
+    jobs = [(c, seed, int(n_iter), int(pool_size)) for c in range(n_chunks)]
+    puzzles = np.zeros((n_chunks * EXTREME_CHUNK, 81), dtype=np.int8)
+    solutions = np.zeros_like(puzzles)
+    ratings = np.zeros(n_chunks * EXTREME_CHUNK, dtype=np.int32)
+    targets = np.zeros(n_chunks * EXTREME_CHUNK, dtype=np.int64)
+    evals = np.zeros(n_chunks * EXTREME_CHUNK, dtype=np.int64)
+    bar = tqdm(total=n, desc="sudoku 9x9 extreme", disable=not progress, unit="puzzle")
+    if workers > 1 and n_chunks > 1:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        pool = ctx.Pool(min(workers, n_chunks))
+        results = pool.imap_unordered(_make_extreme_chunk, jobs)
+    else:
+        pool = None
+        results = map(_make_extreme_chunk, jobs)
+    try:
+        for c, p, s, r, t, ev, grids in results:
+            sl = slice(c * EXTREME_CHUNK, (c + 1) * EXTREME_CHUNK)
+            puzzles[sl], solutions[sl], ratings[sl], targets[sl] = p, s, r, t
+            evals[sl] = ev // EXTREME_CHUNK
+            log.debug("extreme chunk %d: %d solver calls, outputs from %d grids", c, ev, grids)
+            bar.update(min(EXTREME_CHUNK, n - c * EXTREME_CHUNK))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    puzzles, solutions, ratings, targets, evals = puzzles[:n], solutions[:n], ratings[:n], targets[:n], evals[:n]
+    counts = solve_batch(puzzles.reshape(n, 9, 9), limit=2)[1] if n else np.ones(0, dtype=np.int64)
+    assert (counts == 1).all(), "extreme generator produced a puzzle without a unique solution"
+    # report the profile bin of each item's target rating
+    k = np.searchsorted(np.array([hi for _, hi in profile.bins]), targets)
+    bins = np.asarray(profile.bins, dtype=np.int64)[k]
+    return SudokuBatch(puzzles.reshape(n, 9, 9), solutions.reshape(n, 9, 9), ratings, bins, evals)
+
+
 def generate_sudoku(
     n: int,
     *,
@@ -328,6 +613,8 @@ def generate_sudoku(
     minimal: bool = False,
     patience: int = 4000,
     max_evals: int = 300_000,
+    extreme_iters: int = 25_000,
+    extreme_pool: int = 16,
 ) -> SudokuBatch:
     """Generate ``n`` unique-solution puzzles whose ratings follow ``profile``.
 
@@ -344,6 +631,9 @@ def generate_sudoku(
         patience: solver calls without a rating gain before a climb restarts from a new grid.
         max_evals: solver calls allowed per item; an item that does not reach its bin keeps the
             closest puzzle found and a warning is logged.
+        extreme_iters: search steps per chunk of :data:`EXTREME_CHUNK` items for the "extreme"
+            profile on 9x9 (see :func:`_extreme_chunk`); more reaches harder puzzles, linearly slower.
+        extreme_pool: population size of that search.
 
     Returns:
         :class:`SudokuBatch`.
@@ -364,6 +654,8 @@ def generate_sudoku(
             "propagation; use 'any' or 'easy'"
         )
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if profile is PROFILES["extreme"] and side == 9:
+        return _generate_extreme(n, seed, workers, progress, extreme_iters, extreme_pool)
     chunk = max(1, min(16, n // max(1, 4 * workers)))
     jobs = [
         (list(range(s, min(n, s + chunk))), seed, box, profile, bool(minimal), int(patience), int(max_evals))
