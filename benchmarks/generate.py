@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -70,7 +71,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     results = [bench(d, args.n or DEFAULT_N.get(d, 500), args.workers, args.seed) for d in args.datasets]
-    print(json.dumps({"machine": {"cpu": cpu_name(), "cores": os.cpu_count()}, "results": results}, indent=2))
+    command = " ".join(["python benchmarks/generate.py", *sys.argv[1:]])
+    machine = {"cpu": cpu_name(), "cores": os.cpu_count()}
+    print(json.dumps({"command": command, "machine": machine, "results": results}, indent=2))
 
 
 if __name__ == "__main__":
