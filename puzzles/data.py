@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from puzzles.augment import augment_sudoku, dihedral
+from puzzles.errors import PuzzleError
 from puzzles.formats import Split, kind_of_split, read_split, sudoku_box_of, tokens_to_grids
 
 IGNORE_LABEL_ID = -100  # cross_entropy's default ignore_index; HRM/TRM use the same value
@@ -189,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--augment", action="store_true")
     args = parser.parse_args(argv)
-    loader = make_dataloader(args.root, args.split, args.batch, augment=args.augment, drop_last=False)
+    try:
+        loader = make_dataloader(args.root, args.split, args.batch, augment=args.augment, drop_last=False)
+    except PuzzleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     ds: PuzzleDataset = loader.dataset  # type: ignore[assignment]
     print(json.dumps({"kind": ds.kind, "items": len(ds), "sample": ds.sample, **ds.metadata}, indent=2))
     batch = next(iter(loader))

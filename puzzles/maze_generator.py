@@ -45,8 +45,10 @@ import argparse
 import collections
 import multiprocessing as mp
 import os
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numba import njit
@@ -525,6 +527,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--out", default=None, help="write the mazes to this .npz file")
     args = ap.parse_args(argv)
+    if args.n < 1:
+        ap.error(f"--n must be at least 1, got {args.n}")
+    out = None
+    if args.out:
+        out = Path(args.out if args.out.endswith(".npz") else args.out + ".npz")  # numpy's own naming
+        if not out.parent.is_dir():  # fail before minutes of generation, not after
+            ap.error(f"--out: folder {out.parent} does not exist")
     t0 = time.perf_counter()
     batch = generate_mazes(args.n, **maze_preset(args.preset), seed=args.seed, workers=args.workers)
     dt = time.perf_counter() - t0
@@ -532,9 +541,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(batch)} {args.preset} mazes in {dt:.1f} s ({len(batch) / dt:.1f}/s); path cells "
         f"min {batch.path_lengths.min()} mean {batch.path_lengths.mean():.1f} max {batch.path_lengths.max()}"
     )
-    if args.out:
-        np.savez_compressed(args.out, inputs=batch.inputs, labels=batch.labels, path_lengths=batch.path_lengths)
-        print(f"wrote {args.out}")
+    if out is not None:
+        # Temporary file beside the target, then rename: an interrupted write leaves no partial .npz.
+        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, inputs=batch.inputs, labels=batch.labels, path_lengths=batch.path_lengths)
+            os.replace(tmp, out)
+        except OSError as e:
+            print(f"error: cannot write {out}: {e}", file=sys.stderr)
+            return 2
+        finally:
+            tmp.unlink(missing_ok=True)
+        print(f"wrote {out}")
     return 0
 
 

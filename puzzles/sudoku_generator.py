@@ -44,6 +44,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -763,7 +764,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--real", type=Path, default=None, help="real Sudoku-Extreme CSV (default ../shared/data)")
     a = ap.parse_args(argv)
-    print(json.dumps(compare_with_real(a.n, a.profile, a.seed, a.workers, a.real), indent=2))
+    if a.n < 1:
+        ap.error(f"--n must be at least 1, got {a.n}")
+    if a.real is not None and not a.real.is_file():  # the default may be absent; a named file may not
+        ap.error(f"--real: no such file {a.real}")
+    try:
+        print(json.dumps(compare_with_real(a.n, a.profile, a.seed, a.workers, a.real), indent=2))
+    except (ValueError, OSError) as e:  # e.g. an unreadable or malformed --real CSV (PuzzleError is a ValueError)
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,48 @@
+"""Every command-line entry point answers bad input with a one-line error and exit status 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from puzzles import build, data, maze, maze_generator, sudoku_generator, verify
+
+
+def _run(main, argv):
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse errors exit through SystemExit
+        return e.code
+
+
+@pytest.mark.parametrize(
+    ("main", "argv", "message"),
+    [
+        (data.main, ["{tmp}/missing"], "no dataset.json"),
+        (verify.main, ["{tmp}/missing"], "no dataset.json"),
+        (maze.main, ["{tmp}/missing.txt"], "No such file"),
+        (sudoku_generator.main, ["--n", "-3"], "--n must be at least 1"),
+        (sudoku_generator.main, ["--n", "3", "--real", "{tmp}/missing.csv"], "--real: no such file"),
+        (sudoku_generator.main, ["--profile", "hardest"], "invalid choice"),
+        (maze_generator.main, ["--n", "0"], "--n must be at least 1"),
+        (maze_generator.main, ["--n", "2", "--out", "{tmp}/no/such/dir/x.npz"], "does not exist"),
+        (build.main, ["sudoku6", "--out", "{tmp}/x", "--train", "0"], "--train must be at least 1"),
+        (build.main, ["sudoku6", "--out", "{tmp}/x", "--from-csv", "{tmp}/missing.csv"], "CSV file not found"),
+    ],
+)
+def test_cli_rejects_bad_input(tmp_path, capsys, main, argv, message):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert _run(main, argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == [], "a failed command left files behind"
+
+
+def test_maze_cli_reads_stdin(monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("S #\n   \n  G\n"))
+    assert maze.main([]) == 0
+    assert "shortest path: 5 cells" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("S #\n   \n  X\n"))
+    assert maze.main([]) == 2
+    assert "error:" in capsys.readouterr().err
