@@ -1,0 +1,53 @@
+"""Training CLI (hydra): ``python -m recursive_models.train [group=option ...] [key=value ...]``.
+
+    python -m recursive_models.train                                   # tiny Attractor on 6x6 Sudoku, CPU minutes
+    python -m recursive_models.train model=trm task=maze-small
+    python -m recursive_models.train model=attractor size=27m          # the paper's model (GPU-sized)
+    python -m recursive_models.train experiment=paper_sudoku_attractor_27m
+    python -m recursive_models.train trainer.out_dir=runs/a trainer.resume=true   # continue a killed run
+    python -m recursive_models.train --cfg job                         # print the composed config
+    torchrun --nproc_per_node 8 -m recursive_models.train experiment=paper_maze_trm_7m
+
+Groups: model (trm, hrm, attractor, transformer), size (tiny, 7m, 27m), task (sudoku6, maze-small,
+sudoku-extreme, maze-hard), experiment (conf/experiment/*.yaml). Fields: see `recursive_models.config`.
+Outputs in ``trainer.out_dir``: metrics.jsonl, checkpoints/, results.json, .hydra/ (the composed config).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from recursive_models.config import register_configs
+
+register_configs()
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Run `recursive_models.trainer.train` and print where the results are."""
+    from puzzles.errors import PuzzleError
+    from recursive_models.trainer import TrainingError, train
+
+    logging.getLogger("recursive_models").setLevel(logging.INFO)
+    try:
+        result = train(cfg)
+    except (TrainingError, PuzzleError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if not result:  # non-zero DDP ranks
+        return
+    se = result.get("eval/exact_accuracy_se")
+    print(
+        f"test exact accuracy {result['eval/exact_accuracy']:.4f}"
+        + (f" ± {se:.4f}" if se is not None else "")
+        + f" (cell accuracy {result['eval/cell_accuracy']:.4f}, {result['eval/count']} puzzles)"
+        + f" in {result['minutes']:.1f} min\ncheckpoint: {result['checkpoint']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

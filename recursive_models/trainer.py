@@ -1,0 +1,552 @@
+"""The training recipe behind ``python -m recursive_models.train``: setup -> train -> evaluate -> save.
+
+Plain functions over a resolved `recursive_models.config.TrainConfig` (an OmegaConf/dataclass config), so
+tests and notebooks call `train` directly::
+
+    from hydra import compose, initialize_config_module
+    from recursive_models.trainer import train
+    with initialize_config_module("recursive_models.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["model=trm", "trainer.steps=50"])
+    result = train(cfg)         # {"eval/exact_accuracy": ..., "checkpoint": ".../checkpoints/step_0000050"}
+
+One optimiser step is one supervision step of every ACT slot (HRM/TRM's scheme): halted slots take the next
+examples of the data stream, the others continue. The data stream, the ACT carries, the RNG and the optimiser
+are all checkpointed, so ``trainer.resume=true`` continues a killed run exactly (bit-identical on CPU).
+Multi-GPU: ``torchrun --nproc_per_node 8 -m recursive_models.train ...`` (DDP; ``trainer.batch_size`` is the
+global batch; rank 0 logs and saves).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from puzzles.data import EpochShuffleSampler, PuzzleDataset
+from puzzles.errors import DatasetError
+from recursive_models.base import Carry, RecursiveModel
+from recursive_models.checkpoint import TRAINER_STATE, find_checkpoint, git_commit, read_meta, save_checkpoint
+from recursive_models.config import model_overrides
+from recursive_models.evaluation import autocast_for, evaluate
+from recursive_models.layers import ReasoningModule
+from recursive_models.losses import LOSS_TYPES, act_loss
+from recursive_models.registry import build_model
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """A run cannot go on (NaN loss, bad resume state); the message says why."""
+
+
+# ---- setup ---------------------------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> ``cuda`` when available else ``cpu``; otherwise the named device (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"trainer.device={name} but CUDA is not available on this machine; use trainer.device=cpu")
+    return dev
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` on CUDA, ``fp32`` elsewhere."""
+    if name == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if name not in ("fp32", "bf16"):
+        raise ValueError(f"trainer.precision must be auto, fp32 or bf16, got {name!r}")
+    return name
+
+
+def dataset_dir(task: Any) -> Path:
+    """Where the task's data lives: ``task.data_dir``, or the cache folder named by the build arguments."""
+    if task.data_dir:
+        return Path(task.data_dir)
+    return Path(task.cache_dir) / f"{task.name}-train{task.train}-test{task.test}-aug{task.aug}-seed{task.build_seed}"
+
+
+def ensure_dataset(task: Any, progress: bool = True) -> Path:
+    """Return the dataset folder, building it with `puzzles.build` first when it is missing from the cache.
+
+    Raises:
+        DatasetError: ``task.data_dir`` is given but is not a dataset folder.
+    """
+    root = dataset_dir(task)
+    ok = (root / "train" / "dataset.json").is_file() and (root / "test" / "dataset.json").is_file()
+    if task.data_dir:
+        if not ok:
+            raise DatasetError(
+                f"task.data_dir={task.data_dir}: not a dataset folder (expected train/dataset.json and "
+                f"test/dataset.json); build one with `python -m puzzles.build {task.name} --out {task.data_dir}`"
+            )
+        return root
+    if not ok:
+        from puzzles.build import build
+
+        log.info("building %s into %s (cached for later runs)", task.name, root)
+        print(f"building dataset {task.name} into {root} (first run only)", file=sys.stderr)
+        build(task.name, root, train=task.train, test=task.test, aug=task.aug, seed=task.build_seed, progress=progress)
+    return root
+
+
+def task_meta(root: Path) -> dict:
+    """Model-relevant metadata of a dataset folder (vocabulary, sequence length, identifiers, kind)."""
+    ds = PuzzleDataset(root, "train")
+    m = ds.metadata
+    return {
+        "vocab_size": int(m["vocab_size"]),
+        "seq_len": int(m["seq_len"]),
+        "num_puzzle_identifiers": int(m["num_puzzle_identifiers"]),
+        "kind": ds.kind,
+    }
+
+
+class BatchStream:
+    """Endless, resumable stream of training batches.
+
+    Epochs of `EpochShuffleSampler` order are concatenated (no example is dropped at an epoch boundary); an
+    item's augmentation is a function of ``(seed, epoch, index)``, so the stream is fully determined by its
+    position ``(epoch, offset)``, which is all a checkpoint needs to store. Under DDP every rank reads its own
+    contiguous share of each global batch.
+    """
+
+    def __init__(self, ds: PuzzleDataset, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        if batch_size % world:
+            raise ValueError(f"trainer.batch_size={batch_size} is not divisible by the {world} DDP processes")
+        self.ds, self.batch_size, self.rank, self.world = ds, batch_size, rank, world
+        self.sampler = EpochShuffleSampler(ds, seed)
+        self.epoch, self.offset = 0, 0
+        self._order: list[int] | None = None
+
+    def _order_of(self, epoch: int) -> list[int]:
+        self.ds.set_epoch(epoch)
+        return list(self.sampler)
+
+    def state_dict(self) -> dict:  # noqa: D102
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def load_state_dict(self, state: dict) -> None:  # noqa: D102
+        self.epoch, self.offset, self._order = int(state["epoch"]), int(state["offset"]), None
+
+    def next(self) -> dict[str, torch.Tensor]:
+        """The next global batch's share of this rank."""
+        picks: list[tuple[int, int]] = []  # (epoch, index)
+        while len(picks) < self.batch_size:
+            if self._order is None:
+                self._order = self._order_of(self.epoch)
+            take = self._order[self.offset : self.offset + self.batch_size - len(picks)]
+            picks += [(self.epoch, i) for i in take]
+            self.offset += len(take)
+            if self.offset >= len(self._order):
+                self.epoch, self.offset, self._order = self.epoch + 1, 0, None
+        share = self.batch_size // self.world
+        items = []
+        for epoch, i in picks[self.rank * share : (self.rank + 1) * share]:
+            self.ds.epoch = epoch
+            items.append(self.ds[i])
+        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point parameters and buffers (TRM: rate 0.999)."""
+
+    def __init__(self, model: torch.nn.Module, rate: float):
+        self.rate = rate
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:  # noqa: D102
+        state = model.state_dict()
+        keys = list(self.shadow)
+        torch._foreach_lerp_([self.shadow[k] for k in keys], [state[k].detach() for k in keys], 1.0 - self.rate)
+
+    def weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The model's state dict with the averaged tensors swapped in."""
+        return {k: self.shadow.get(k, v) for k, v in model.state_dict().items()}
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine down to ``min_ratio`` (constant when ``min_ratio == 1``, as TRM)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: RecursiveModel, t: Any) -> torch.optim.Optimizer:
+    """AdamW with the puzzle-identifier embedding in its own group (its own lr and weight decay)."""
+    emb = model.encoder.puzzle_emb
+    emb_params = [] if emb is None else list(emb.parameters())
+    emb_ids = {id(p) for p in emb_params}
+    rest = [p for p in model.parameters() if id(p) not in emb_ids]
+    groups = [{"params": rest, "lr": t.lr, "weight_decay": t.weight_decay, "base_lr": t.lr}]
+    if emb_params:
+        groups.append(
+            {
+                "params": emb_params,
+                "lr": t.puzzle_emb_lr,
+                "weight_decay": t.puzzle_emb_weight_decay,
+                "base_lr": t.puzzle_emb_lr,
+            }
+        )
+    return torch.optim.AdamW(groups, betas=(t.beta1, t.beta2), eps=1e-8)
+
+
+class MetricsLogger:
+    """Metrics to JSONL (``RUN/metrics.jsonl``) and optionally TensorBoard; silent on non-zero ranks."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, resume_step: int | None):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if not enabled:
+            return
+        if resume_step is not None and self.path.exists():
+            # Drop what a killed run logged after its last checkpoint: the resumed run logs those steps again.
+            keep = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in keep))
+        elif self.path.exists():
+            self.path.unlink()
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise ImportError(
+                    "trainer.tensorboard=true needs the tensorboard package: pip install tensorboard"
+                ) from e
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:  # noqa: D102
+        if not self.enabled:
+            return
+        with self.path.open("a") as fh:
+            fh.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:  # noqa: D102
+        if self.tb is not None:
+            self.tb.close()
+
+
+# ---- distributed -------------------------------------------------------------------------------------------
+def _init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank()
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    return rank, world, device
+
+
+def _all_reduce(t: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        dist.all_reduce(t)
+    return t
+
+
+# ---- the recipe ----------------------------------------------------------------------------------------------
+def _carry_state(carries: list[Carry]) -> list[dict]:
+    return [{"state": list(c.state), "steps": c.steps, "halted": c.halted, "data": c.data} for c in carries]
+
+
+def _carry_from(states: list[dict], device: torch.device) -> list[Carry]:
+    return [
+        Carry(
+            tuple(s.to(device) for s in d["state"]),
+            d["steps"].to(device),
+            d["halted"].to(device),
+            {k: v.to(device) for k, v in d["data"].items()},
+        )
+        for d in states
+    ]
+
+
+def _check_config(cfg: Any) -> None:
+    t = cfg.trainer
+    if cfg.model.loss_type not in LOSS_TYPES:
+        raise ValueError(f"model.loss_type must be one of {LOSS_TYPES}, got {cfg.model.loss_type!r}")
+    for name in ("batch_size", "steps", "grad_accum", "eval_batch_size", "log_interval", "keep_checkpoints"):
+        if getattr(t, name) < 1:
+            raise ValueError(f"trainer.{name} must be >= 1, got {getattr(t, name)}")
+    if t.batch_size % t.grad_accum:
+        raise ValueError(f"trainer.batch_size={t.batch_size} is not divisible by trainer.grad_accum={t.grad_accum}")
+    if not 0 < t.ema_rate < 1:
+        raise ValueError(f"trainer.ema_rate must be in (0, 1), got {t.ema_rate}")
+
+
+def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) -> dict:
+    """Train, evaluate and checkpoint one run described by ``cfg``.
+
+    Args:
+        cfg: a composed `TrainConfig` (hydra `DictConfig` or the dataclass).
+        callback: called with the step number after every optimiser step (tests use it to simulate a kill).
+
+    Returns:
+        the final evaluation metrics plus ``checkpoint`` (folder) and ``minutes`` (wall time of this process).
+
+    Raises:
+        TrainingError: non-finite loss, or a resume that does not match the config.
+        DatasetError: missing or malformed dataset folder.
+        ValueError: a bad config value, naming the field.
+    """
+    t0 = time.time()
+    _check_config(cfg)
+    t = cfg.trainer
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    device = resolve_device(t.device)
+    rank, world, device = _init_distributed(device)
+    precision = resolve_precision(t.precision, device)
+    run_dir = Path(t.out_dir)
+    is_main = rank == 0
+    progress = t.progress and is_main
+
+    # Data (rank 0 builds a missing cache; the others wait for it).
+    if is_main:
+        root = ensure_dataset(cfg.task, progress=progress)
+    if world > 1:
+        dist.barrier()
+        root = ensure_dataset(cfg.task, progress=False)
+    meta_task = task_meta(root)
+    train_ds = PuzzleDataset(root, "train", augment=cfg.task.augment, seed=t.seed)
+    stream = BatchStream(train_ds, t.batch_size, t.seed, rank, world)
+
+    # Model and optimisation.
+    torch.manual_seed(t.seed + rank)
+    model = build_model(
+        cfg.model.name, cfg.model.size, cfg.task.name, task_meta=meta_task, **model_overrides(cfg.model)
+    )
+    model.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = make_optimizer(model, t)
+    ema = EMA(model, t.ema_rate) if t.ema else None
+    if t.compile:
+        # Compile the blocks in place: the ACT/solver control flow stays eager and the state-dict keys stay plain.
+        for m in model.modules():
+            if isinstance(m, ReasoningModule):
+                m.compile()
+    ddp_model: torch.nn.Module = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None
+        )
+
+    resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else asdict(cfg)
+    meta = {
+        "model": asdict(model.config),
+        "task": {"name": cfg.task.name, "kind": meta_task["kind"], "data_dir": str(root)},
+        "config": resolved,
+        "seed": t.seed,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "parameters": n_params,
+        "weights": "ema" if ema else "raw",
+    }
+
+    micro = t.batch_size // world // t.grad_accum
+    carries: list[Carry] | None = None
+    step = 0
+    resume_step = None
+    if t.resume:
+        try:
+            ckpt = find_checkpoint(run_dir)
+        except FileNotFoundError:
+            ckpt = None
+            if is_main:
+                print(f"trainer.resume=true: no checkpoint in {run_dir} yet, starting from scratch", file=sys.stderr)
+        if ckpt is not None:
+            old = read_meta(ckpt)
+            if old["model"] != meta["model"]:
+                raise TrainingError(f"cannot resume {ckpt}: its model config differs from this run's")
+            state = torch.load(ckpt / TRAINER_STATE, map_location="cpu", weights_only=True)
+            if state["world"] != world:
+                raise TrainingError(f"cannot resume {ckpt}: it was written by {state['world']} processes, not {world}")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            if ema is not None:
+                ema.shadow = {k: v.to(device) for k, v in state["ema"].items()}
+            stream.load_state_dict(state["stream"][rank])
+            carries = _carry_from(state["carries"][rank], device)
+            torch.set_rng_state(state["rng"][rank]["cpu"])
+            if device.type == "cuda" and state["rng"][rank].get("cuda") is not None:
+                torch.cuda.set_rng_state(state["rng"][rank]["cuda"], device)
+            step = resume_step = int(state["step"])
+            if is_main:
+                print(f"resuming {run_dir} from step {step}", file=sys.stderr)
+
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    logger = MetricsLogger(run_dir, is_main, t.tensorboard, resume_step)
+
+    def checkpoint(step: int, eval_metrics: dict | None = None) -> Path | None:
+        # Every rank contributes its data position, carries and RNG; rank 0 writes.
+        local = {
+            "stream": stream.state_dict(),
+            "carries": _carry_state(carries) if carries is not None else None,
+            "rng": {
+                "cpu": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            },
+        }
+        gathered = [local]
+        if world > 1:
+            gathered = [None] * world
+            dist.all_gather_object(gathered, local)
+        if not is_main:
+            return None
+        trainer_state = {
+            "step": step,
+            "world": world,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "ema": ema.shadow if ema else None,
+            "stream": [g["stream"] for g in gathered],
+            "carries": [g["carries"] for g in gathered],
+            "rng": [g["rng"] for g in gathered],
+        }
+        weights = ema.weights(model) if ema else model.state_dict()
+        return save_checkpoint(
+            run_dir, step, weights, {**meta, "metrics": eval_metrics or {}}, trainer_state, keep=t.keep_checkpoints
+        )
+
+    def run_eval(step: int, final: bool) -> dict:
+        eval_model = model
+        if ema is not None:
+            # A fresh module for the averaged weights; its throwaway init must not move the training RNG.
+            with torch.random.fork_rng(devices=[]):
+                eval_model = build_model(
+                    cfg.model.name, cfg.model.size, cfg.task.name, task_meta=meta_task, **model_overrides(cfg.model)
+                ).to(device)
+            eval_model.load_state_dict(ema.weights(model))
+        metrics = evaluate(
+            eval_model,
+            root,
+            device=device,
+            precision=precision,
+            batch_size=t.eval_batch_size,
+            limit=None if final else t.eval_limit,
+            progress=progress,
+            seed=t.seed,
+        )
+        logger.log(step, metrics)
+        return metrics
+
+    if is_main:
+        print(
+            f"{cfg.model.name}-{cfg.model.size} ({n_params / 1e6:.2f}M params) on {cfg.task.name} [{root}], "
+            f"{device} {precision}, batch {t.batch_size}, {t.steps} steps -> {run_dir}",
+            file=sys.stderr,
+        )
+    bar = tqdm(total=t.steps, initial=step, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    sums: dict[str, float] = {}
+    solver_sums = np.zeros(2)
+    last_eval: dict = {}
+    try:
+        while step < t.steps:
+            batch = {k: v.to(device, non_blocking=True) for k, v in stream.next().items()}
+            if carries is None:
+                carries = [
+                    model.initial_carry({k: v[i * micro : (i + 1) * micro] for k, v in batch.items()})
+                    for i in range(t.grad_accum)
+                ]
+            factor = lr_factor(step, t.lr_warmup_steps, t.steps, t.lr_min_ratio)
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * factor
+            ddp_model.train()
+            loss_total = 0.0
+            for i in range(t.grad_accum):
+                mb = {k: v[i * micro : (i + 1) * micro] for k, v in batch.items()}
+                with autocast_for(device, precision):
+                    carries[i], out = ddp_model(carries[i], mb)
+                loss, s = act_loss(out, carries[i].data["labels"], carries[i].halted, cfg.model.loss_type)
+                (loss / t.grad_accum).backward()
+                loss_total += loss.item() / t.grad_accum
+                for k, v in s.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                if "solver_nstep" in out:
+                    solver_sums += (
+                        out["solver_nstep"].float().mean().item(),
+                        out["solver_residual"].float().mean().item(),
+                    )
+            if not math.isfinite(loss_total):
+                raise TrainingError(
+                    f"loss is {loss_total} at step {step + 1}; lower trainer.lr, try trainer.precision=fp32, or "
+                    f"check the data (run dir: {run_dir})"
+                )
+            if t.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update(model)
+            step += 1
+            sums["loss"] = sums.get("loss", 0.0) + loss_total
+            sums["_steps"] = sums.get("_steps", 0.0) + 1
+            bar.update(1)
+            if step % t.log_interval == 0 or step == t.steps:
+                totals = torch.tensor([sums.get(k, 0.0) for k in sorted(sums)], dtype=torch.float64, device=device)
+                totals = dict(zip(sorted(sums), _all_reduce(totals, world).tolist(), strict=True))
+                n_steps = totals["_steps"] / world
+                halted = max(totals.get("count", 0.0), 1.0)
+                metrics = {
+                    "train/loss": totals["loss"] / world / n_steps,
+                    "train/lm_loss": totals.get("lm_loss", 0.0) / (n_steps * t.batch_size),
+                    "train/q_halt_loss": totals.get("q_halt_loss", 0.0) / (n_steps * t.batch_size),
+                    "train/accuracy": totals.get("accuracy", 0.0) / halted,
+                    "train/exact_accuracy": totals.get("exact_accuracy", 0.0) / halted,
+                    "train/q_halt_accuracy": totals.get("q_halt_accuracy", 0.0) / halted,
+                    "train/lr": opt.param_groups[0]["lr"],
+                    "act/halted_per_step": totals.get("count", 0.0) / n_steps / t.batch_size,
+                    "act/steps_mean": float(torch.cat([c.steps for c in carries]).float().mean()),
+                }
+                if "q_continue_loss" in totals and cfg.model.name == "hrm":
+                    metrics["train/q_continue_loss"] = totals["q_continue_loss"] / (n_steps * t.batch_size)
+                if solver_sums.any():
+                    metrics["solver/nstep_mean"] = solver_sums[0] / (n_steps * t.grad_accum)
+                    metrics["solver/residual_mean"] = solver_sums[1] / (n_steps * t.grad_accum)
+                logger.log(step, metrics)
+                bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", exact=f"{metrics['train/exact_accuracy']:.3f}")
+                sums, solver_sums = {}, np.zeros(2)
+            if t.eval_interval and step % t.eval_interval == 0 and step < t.steps and is_main:
+                last_eval = run_eval(step, final=False)
+                tqdm.write(f"step {step}: eval exact accuracy {last_eval['eval/exact_accuracy']:.4f}", file=sys.stderr)
+            if t.checkpoint_interval and step % t.checkpoint_interval == 0 and step < t.steps:
+                checkpoint(step, last_eval)
+            if callback is not None:
+                callback(step)
+    finally:
+        bar.close()
+
+    result: dict = {}
+    if is_main:
+        result = run_eval(step, final=True)
+    ckpt = checkpoint(step, result)
+    logger.close()
+    if world > 1:
+        dist.barrier()
+    if is_main:
+        result = {**result, "checkpoint": str(ckpt), "minutes": (time.time() - t0) / 60, "parameters": n_params}
+        (run_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
