@@ -14,6 +14,8 @@ Layout: ``layers.py`` (shared blocks), ``base.py`` (config, carry, ACT), ``model
 from recursive_models.base import Carry, ModelConfig, RecursiveModel, SolverConfig
 from recursive_models.registry import MODELS, build_model, from_config, register_model, resolve_config
 
+import recursive_models.models  # noqa: E402, F401, I001 -- registers the built-in models in MODELS
+
 __all__ = [
     "MODELS",
     "Carry",

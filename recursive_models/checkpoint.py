@@ -168,7 +168,10 @@ def load_checkpoint(
             cfg[k] = v
     model = from_config(ModelConfig.from_dict(cfg))
     state = load_file(str(ckpt / WEIGHTS), device="cpu")
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"{ckpt / WEIGHTS} does not match the model in meta.json: {str(e).splitlines()[1:3]}") from e
     if missing or unexpected:
         raise ValueError(
             f"{ckpt / WEIGHTS} does not match the model in meta.json: "

@@ -35,7 +35,7 @@ def trunc_normal_(tensor: torch.Tensor, std: float = 1.0) -> torch.Tensor:
         return tensor.zero_()
     # Variance of a standard normal truncated to [-2, 2]; divide it out so the result has std `std`.
     a, b = -2.0, 2.0
-    z = math.erf(b / math.sqrt(2)) - math.erf(a / math.sqrt(2))
+    z = (math.erf(b / math.sqrt(2)) - math.erf(a / math.sqrt(2))) / 2  # probability mass kept
     pdf = lambda x: math.exp(-x * x / 2) / math.sqrt(2 * math.pi)  # noqa: E731
     var = 1 - 2 * (b * pdf(b)) / z
     with torch.no_grad():
