@@ -11,10 +11,9 @@ Layout: ``layers.py`` (shared blocks), ``base.py`` (config, carry, ACT), ``model
 ``evaluation.py``, ``train.py`` / ``evaluate.py`` (CLIs).
 """
 
+import recursive_models.models  # noqa: F401 -- registers the built-in models in MODELS
 from recursive_models.base import Carry, ModelConfig, RecursiveModel, SolverConfig
 from recursive_models.registry import MODELS, build_model, from_config, register_model, resolve_config
-
-import recursive_models.models  # noqa: E402, F401, I001 -- registers the built-in models in MODELS
 
 __all__ = [
     "MODELS",

@@ -65,7 +65,7 @@ def test_forward_backward_and_halting(model: str) -> None:
     for k in range(n_sup):
         carry, out = net(carry, batch)
         assert out["logits"].shape == (4, 36, 8)
-        loss, sums = act_loss(out, carry.data["labels"], carry.halted)
+        loss, _sums = act_loss(out, carry.data["labels"], carry.halted)
         assert torch.isfinite(loss)
         net.zero_grad()
         loss.backward()
@@ -127,7 +127,7 @@ def test_attractor_solver_stats_and_internalization_mode() -> None:
     net = build_model("attractor", "tiny", task="sudoku6").eval()
     batch = _batch()
     with torch.no_grad():
-        carry, out = net(net.initial_carry(batch), batch)
+        _carry, out = net(net.initial_carry(batch), batch)
         assert (out["solver_nstep"] >= 1).all() and (out["solver_nstep"] <= net.config.solver.max_iter).all()
         assert torch.isfinite(out["solver_residual"]).all()
         # max_iter=0 decodes the backbone's proposal: logits are lm_head(backbone(x)).

@@ -71,7 +71,8 @@ def test_few_steps_match_recorded_losses(model: str, sudoku6_dir: Path, tmp_path
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
     assert 0 <= result["eval/exact_accuracy"] <= 1 and result["eval/count"] == 16
     # The checkpoint loads without the training code and holds plain (uncompiled) keys.
-    model_, meta = load_checkpoint(tmp_path)
+    loaded, meta = load_checkpoint(tmp_path)
+    assert not loaded.training
     assert meta["model"]["name"] == model and meta["step"] == 4 and meta["weights"] == "ema"
     assert not any(k.startswith("_orig_mod") for k in load_file(Path(result["checkpoint"]) / "model.safetensors"))
     recorded = json.loads(RECORDED.read_text()) if RECORDED.exists() else {}

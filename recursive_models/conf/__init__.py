@@ -1,0 +1,1 @@
+"""Hydra config groups of `python -m recursive_models.train` (model, size, task, experiment)."""
