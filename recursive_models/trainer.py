@@ -518,6 +518,7 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
                     "train/exact_accuracy": totals.get("exact_accuracy", 0.0) / halted,
                     "train/q_halt_accuracy": totals.get("q_halt_accuracy", 0.0) / halted,
                     "train/lr": opt.param_groups[0]["lr"],
+                    "train/minutes": (time.time() - t0) / 60,
                     "act/halted_per_step": totals.get("count", 0.0) / n_steps / t.batch_size,
                     "act/steps_mean": float(torch.cat([c.steps for c in carries]).float().mean()),
                 }

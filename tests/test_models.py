@@ -114,7 +114,7 @@ def test_checkpoint_keeps_latest_and_rejects_mismatch(tmp_path) -> None:
     kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*"))
     assert kept == ["step_0000002", "step_0000003"]
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step_0000003"
-    bad = {"model": {**asdict(net.config), "hidden_size": 64}, "task": {"name": "sudoku6"}}
+    bad = {"model": {**asdict(net.config), "hidden_size": 32}, "task": {"name": "sudoku6"}}
     save_checkpoint(tmp_path / "bad", 1, net.state_dict(), bad)
     with pytest.raises(ValueError, match="does not match"):
         load_checkpoint(tmp_path / "bad")

@@ -36,7 +36,7 @@ class AttractorTRM(RecursiveModel):
 
     SIZES: ClassVar[dict[str, dict]] = {
         "tiny": {
-            "hidden_size": 128,
+            "hidden_size": 64,
             "num_heads": 4,
             "backbone_layers": 2,
             "layers": 2,

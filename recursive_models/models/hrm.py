@@ -28,7 +28,7 @@ class HRM(RecursiveModel):
 
     SIZES: ClassVar[dict[str, dict]] = {
         "tiny": {
-            "hidden_size": 128,
+            "hidden_size": 64,
             "num_heads": 4,
             "layers": 1,
             "h_layers": 1,

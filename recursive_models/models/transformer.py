@@ -23,7 +23,7 @@ class Transformer(RecursiveModel):
     """Non-recurrent encoder; its state is empty."""
 
     SIZES: ClassVar[dict[str, dict]] = {
-        "tiny": {"hidden_size": 128, "num_heads": 4, "layers": 4, "halt_max_steps": 1},
+        "tiny": {"hidden_size": 64, "num_heads": 4, "layers": 4, "halt_max_steps": 1},
         "7m": {"hidden_size": 512, "num_heads": 8, "layers": 2, "halt_max_steps": 1},
         "27m": {"hidden_size": 512, "num_heads": 8, "layers": 8, "halt_max_steps": 1},
     }

@@ -28,7 +28,7 @@ class TRM(RecursiveModel):
     """Tiny Recursive Model; state ``(y, z)``, each ``(B, S, D)``."""
 
     SIZES: ClassVar[dict[str, dict]] = {
-        "tiny": {"hidden_size": 128, "num_heads": 4, "layers": 2, "h_cycles": 2, "l_cycles": 3, "halt_max_steps": 8},
+        "tiny": {"hidden_size": 64, "num_heads": 4, "layers": 2, "h_cycles": 2, "l_cycles": 3, "halt_max_steps": 8},
         "7m": {"hidden_size": 512, "num_heads": 8, "layers": 2},
         "27m": {"hidden_size": 512, "num_heads": 8, "layers": 8},
     }
