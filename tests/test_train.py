@@ -208,3 +208,36 @@ def test_evaluate_limit_is_not_reportable_and_maze_paths(tmp_path: Path) -> None
 
     x = np.r_[np.ones(300), np.zeros(700)]
     assert abs(bootstrap_se(x) - np.sqrt(0.3 * 0.7 / 1000)) < 2e-3
+
+
+@pytest.mark.slow
+def test_default_attractor_run_learns(tmp_path: Path) -> None:
+    # The README's run command, shortened: the default tiny Attractor on sudoku6 must clearly learn in 400 steps
+    # (random guessing of the blank cells gives ~0.6 cell accuracy; the full 1500-step run reaches ~0.95).
+    data = tmp_path / "sudoku6"
+    build("sudoku6", data, train=1000, test=200, aug=0, seed=0, progress=False)
+    with initialize_config_module("recursive_models.conf", version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                f"task.data_dir={data}",
+                f"trainer.out_dir={tmp_path / 'run'}",
+                "trainer.steps=400",
+                "trainer.progress=false",
+            ],
+        )
+    result = train(cfg)
+    assert result["eval/cell_accuracy"] > 0.75, result
+    assert 1 <= result["solver/nstep_mean"] <= 6  # the tiny size's solver budget
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_cuda_bf16_compile_few_steps(model: str, sudoku6_dir: Path, tmp_path: Path) -> None:
+    # precision=auto is bf16 autocast on CUDA; compile=true compiles the blocks in place.
+    result = train(_cfg(sudoku6_dir, tmp_path, f"model={model}", "trainer.device=cuda", "trainer.compile=true"))
+    assert all(torch.isfinite(torch.tensor(_losses(tmp_path))))
+    loaded, meta = load_checkpoint(tmp_path, device="cuda")
+    assert meta["config"]["trainer"]["precision"] == "auto" and next(loaded.parameters()).is_cuda
+    assert 0 <= result["eval/exact_accuracy"] <= 1
