@@ -365,6 +365,11 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
         "weights": "ema" if ema else "raw",
     }
 
+    if not t.resume and (run_dir / "checkpoints" / "latest").exists():
+        raise TrainingError(
+            f"{run_dir} already holds checkpoints of an earlier run; pass trainer.resume=true to continue it, or "
+            f"choose another trainer.out_dir"
+        )
     micro = t.batch_size // world // t.grad_accum
     carries: list[Carry] | None = None
     step = 0
