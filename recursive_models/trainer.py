@@ -385,6 +385,10 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
             old = read_meta(ckpt)
             if old["model"] != meta["model"]:
                 raise TrainingError(f"cannot resume {ckpt}: its model config differs from this run's")
+            for key in ("batch_size", "grad_accum", "seed"):
+                was, now = old["config"]["trainer"][key], getattr(t, key)
+                if was != now:
+                    raise TrainingError(f"cannot resume {ckpt}: it ran with trainer.{key}={was}, this run has {now}")
             state = torch.load(ckpt / TRAINER_STATE, map_location="cpu", weights_only=True)
             if state["world"] != world:
                 raise TrainingError(f"cannot resume {ckpt}: it was written by {state['world']} processes, not {world}")

@@ -101,6 +101,8 @@ def test_resume_after_kill_matches_uninterrupted(model: str, sudoku6_dir: Path, 
         train(_cfg(sudoku6_dir, tmp_path / "killed", *extra), callback=kill_at_5)
     with pytest.raises(TrainingError, match="already holds checkpoints"):  # never silently mix two runs' checkpoints
         train(_cfg(sudoku6_dir, tmp_path / "killed", *extra))
+    with pytest.raises(TrainingError, match=r"trainer\.batch_size=8, this run has 4"):
+        train(_cfg(sudoku6_dir, tmp_path / "killed", *extra, "trainer.resume=true", "trainer.batch_size=4"))
     resumed = train(_cfg(sudoku6_dir, tmp_path / "killed", *extra, "trainer.resume=true"))
     for k in ("eval/exact_accuracy", "eval/cell_accuracy", "act/halt_steps_mean"):
         assert resumed[k] == full[k], k
