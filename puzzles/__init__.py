@@ -10,7 +10,10 @@ does not load numba until a solver or generator is actually needed::
 
 Command-line tools: ``python -m puzzles.build`` (dataset folders), ``python -m puzzles.verify``,
 ``python -m puzzles.data``, ``python -m puzzles.sudoku_generator``, ``python -m puzzles.maze_generator``,
-``python -m puzzles.maze``.
+``python -m puzzles.maze``, ``python -m puzzles.play`` (play a puzzle: human, exact solver or a checkpoint).
+
+Importing the package registers the Gymnasium envs ``puzzles/Sudoku-v0`` and ``puzzles/Maze-v0``
+(see `puzzles.envs`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ _EXPORTS = {
     "puzzles.datasets": ["DATASETS", "DatasetSpec", "get_dataset"],
     "puzzles.data": ["PuzzleDataset", "make_dataloader", "IGNORE_LABEL_ID"],
 }  # fmt: skip
+# Gymnasium envs: registered now, their modules load on the first gymnasium.make.
+from puzzles.envs import register_envs as _register_envs  # noqa: E402
+
+_register_envs()
+
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
 
