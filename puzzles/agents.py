@@ -30,13 +30,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from puzzles.envs.maze_env import ACTION_NAMES
 from puzzles.errors import PuzzleError
-from puzzles.maze import GOAL, OPEN, PATH, START, shortest_path, solve_maze
+from puzzles.formats import tokens_to_grids
+from puzzles.maze import BFS_ORDER, GOAL, OPEN, PATH, START, shortest_path, solve_maze
 from puzzles.sudoku import box_for
 
 # Walk-mode moves, in the order of the env's Discrete(4) action (the BFS neighbour order).
-MOVES = ((1, 0), (0, -1), (0, 1), (-1, 0))
-MOVE_NAMES = ("down", "left", "right", "up")
+MOVES = BFS_ORDER
+MOVE_NAMES = ACTION_NAMES
 
 
 class Agent(Protocol):
@@ -71,9 +73,7 @@ def _check_kind(kind: str) -> str:
 
 def sudoku_grid(observation: Any) -> np.ndarray:
     """Board tokens (blank 1, digit d -> d+1) -> ``(N, N)`` grid with 0 for blanks."""
-    tokens = np.asarray(observation, dtype=np.int64)
-    n = math.isqrt(tokens.size)
-    return np.where(tokens >= 2, tokens - 1, 0).reshape(n, n)
+    return tokens_to_grids(np.asarray(observation)[None], "sudoku")[0].astype(np.int64)
 
 
 def _walk_grid(observation: dict) -> tuple[np.ndarray, tuple[int, int]]:

@@ -78,9 +78,7 @@ def _describe(kind: str, action: Any, n: int) -> str:
 def _initial_puzzle(kind: str, obs: Any) -> dict:
     # What reset(options=...) needs to replay this very puzzle (for undo).
     if kind == "sudoku":
-        tokens = np.asarray(obs, dtype=np.int64)
-        n = math.isqrt(tokens.size)
-        return {"puzzle": np.where(tokens >= 2, tokens - 1, 0).reshape(n, n)}
+        return {"puzzle": sudoku_grid(obs)}
     grid = np.asarray(obs["grid"] if isinstance(obs, dict) else obs)
     return {"maze": grid.copy()}
 
@@ -222,7 +220,7 @@ def main(argv: list[str] | None = None, read=input, write=print) -> int:
     args = p.parse_args(argv)
     try:
         play(args, read=read, write=write)
-    except (PuzzleError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:  # PuzzleError is a ValueError; so are bad env arguments
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (EOFError, KeyboardInterrupt):

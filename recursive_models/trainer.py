@@ -43,7 +43,7 @@ from recursive_models.config import model_overrides
 from recursive_models.evaluation import autocast_for, evaluate
 from recursive_models.layers import ReasoningModule
 from recursive_models.losses import LOSS_TYPES, act_loss
-from recursive_models.registry import build_model
+from recursive_models.registry import build_model, from_config
 
 log = logging.getLogger(__name__)
 
@@ -440,15 +440,18 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
             run_dir, step, weights, {**meta, "metrics": eval_metrics or {}}, trainer_state, keep=t.keep_checkpoints
         )
 
+    ema_model: RecursiveModel | None = None
+
     def run_eval(step: int, final: bool) -> dict:
+        nonlocal ema_model
         eval_model = model
         if ema is not None:
-            # A fresh module for the averaged weights; its throwaway init must not move the training RNG.
-            with torch.random.fork_rng(devices=[]):
-                eval_model = build_model(
-                    cfg.model.name, cfg.model.size, cfg.task.name, task_meta=meta_task, **model_overrides(cfg.model)
-                ).to(device)
-            eval_model.load_state_dict(ema.weights(model))
+            if ema_model is None:
+                # One module for the averaged weights; its throwaway init must not move the training RNG.
+                with torch.random.fork_rng(devices=[]):
+                    ema_model = from_config(model.config).to(device)
+            ema_model.load_state_dict(ema.weights(model))
+            eval_model = ema_model
         metrics = evaluate(
             eval_model,
             root,

@@ -179,6 +179,8 @@ def test_play_cli_through_stdin_gif_and_errors(tmp_path: Path) -> None:
 
     n_frames = len(list(frames.glob("*.png")))
     assert gif.stat().st_size > 0 and n_frames > 2 and Image.open(gif).n_frames == n_frames
+    p = _run("sudoku", "--profile", "hard")
+    assert p.returncode == 2 and "unknown profile 'hard'" in p.stderr and "Traceback" not in p.stderr
     p = _run("sudoku", "--agent", "model")
     assert p.returncode == 2 and "needs --checkpoint" in p.stderr and "Traceback" not in p.stderr
     p = _run("maze", "--agent", "model", "--checkpoint", str(CKPT))

@@ -39,7 +39,19 @@ from gymnasium.vector.utils import batch_space
 
 from puzzles.errors import NoSolutionError
 from puzzles.formats import kind_of_split, read_split
-from puzzles.maze import GOAL, OPEN, PATH, START, WALL, as_maze, check_predictions, distances, parse_maze, strip_path
+from puzzles.maze import (
+    BFS_ORDER,
+    GOAL,
+    OPEN,
+    PATH,
+    START,
+    WALL,
+    as_maze,
+    check_predictions,
+    distances,
+    parse_maze,
+    strip_path,
+)
 from puzzles.maze_generator import MAZE_PRESETS, generate_mazes
 
 # --------------------------------------------------------------------------------------------
@@ -59,7 +71,7 @@ SOLVED = 1.0  # draw: the toggle after which the marks form a shortest S→G pat
 # towards G net positive and a step away clearly negative.
 SHAPING = 0.02
 # Walk actions as (row, column) steps, in the order of the reference BFS (puzzles.maze.BFS_ORDER).
-MOVES = np.array([(1, 0), (0, -1), (0, 1), (-1, 0)], dtype=np.int64)
+MOVES = np.array(BFS_ORDER, dtype=np.int64)
 ACTION_NAMES = ("down", "left", "right", "up")
 # rgb_array drawing.
 CELL_PX = 16
