@@ -1,0 +1,276 @@
+"""``python -m leaderboard``: submit checkpoints, show the board, verify entries, export it.
+
+    python -m leaderboard submit runs/my-run --task sudoku6 --name alice      # validate, score, record
+    python -m leaderboard submit ckpt/ --task sudoku-extreme --name bob --data data/sudoku-extreme-real
+    python -m leaderboard baselines --task sudoku6                            # copy-input and random-guess
+    python -m leaderboard show [--task sudoku6]                               # ranked tables in the terminal
+    python -m leaderboard verify 3                                            # re-score entry 3, compare
+    python -m leaderboard export --html board.html --csv board.csv --json board.json
+    python -m leaderboard tasks                                               # the task specs
+
+``--db`` (or ``$LEADERBOARD_DB``) picks the database: a path (SQLite, default ``./leaderboard.db``) or a
+SQLAlchemy URL. Exit codes: 0 done, 1 a verify mismatch, 2 a rejected submission or bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from leaderboard.db import Board, DatabaseError
+from leaderboard.export import ROW_KEYS
+from leaderboard.tasks import TASKS, TaskError, get_task
+
+
+def collect_rows(board: Board, task: str | None = None, reported: bool = True) -> list[dict]:
+    """Board rows (measured and baseline) plus the papers' reported numbers, in `leaderboard.export`'s format.
+
+    Reported rows are attached to every test-data group of their task version, and shown on their own when the
+    task has no scores yet but was asked for by name.
+    """
+    rows = []
+    for r in board.rows(task):
+        rows.append(
+            {**{k: r.get(k) for k in ROW_KEYS}, "kind": r["kind"], "source": None, "reportable": bool(r["reportable"])}
+        )
+    if reported:
+        groups = {(r["task"], r["task_version"], r["data"]) for r in rows}
+        if task is not None:
+            spec = get_task(task)
+            if not any(g[:2] == (spec.name, spec.version) for g in groups):
+                groups.add((spec.name, spec.version, f"generated:seed={spec.build_seed}:n={spec.test_size}"))
+        for name, version, data in sorted(groups):
+            spec = TASKS.get(name, {}).get(version)
+            for label, model, params, acc, source in spec.reported if spec else ():
+                rows.append(
+                    {k: None for k in ROW_KEYS}
+                    | {
+                        "task": name,
+                        "task_version": version,
+                        "data": data,
+                        "name": label,
+                        "model": model,
+                        "parameters": params,
+                        "exact_accuracy": acc,
+                        "kind": "reported",
+                        "reportable": True,
+                        "source": source,
+                    }
+                )
+    rows.sort(key=lambda r: (r["task"], -r["task_version"], r["data"], -r["exact_accuracy"]))
+    return rows
+
+
+def _pct(v) -> str:
+    return "" if v is None else f"{100 * v:.1f}"
+
+
+def _params(n) -> str:
+    if n is None:
+        return ""
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}K" if n >= 1e3 else str(n)
+
+
+def format_table(rows: list[dict]) -> str:
+    """Ranked plain-text tables, one per (task, version, test data)."""
+    if not rows:
+        return "the board is empty: submit with `python -m leaderboard submit PATH --task TASK --name NAME`"
+    out, group = [], None
+    rank = 0
+    for r in rows:
+        g = (r["task"], r["task_version"], r["data"])
+        if g != group:
+            group, rank = g, 0
+            maze = any(x["valid_path_rate"] is not None for x in rows if (x["task"], x["task_version"]) == g[:2])
+            out.append(f"\n{r['task']}@{r['task_version']}  ({r['data']})")
+            head = f"{'#':>3} {'id':>4}  {'name':<22} {'model':<12} {'size':<5} {'params':>7}"
+            head += f"  {'exact %':>12}  {'cell %':>6}"
+            head += f"  {'path %':>6}" if maze else ""
+            head += f"  {'steps':>5} {'iters':>5} {'ex/s':>8}  note"
+            out += [head, "-" * len(head)]
+        rank += 1
+        exact = _pct(r["exact_accuracy"]) + (f" ± {_pct(r['exact_accuracy_se'])}" if r["exact_accuracy_se"] else "")
+        note = {"reported": f"reported ({r['source']})", "baseline": "baseline"}.get(r["kind"], "")
+        if not r["reportable"]:
+            note = (note + " " if note else "") + f"--limit {r['count']}: not reportable"
+        line = (
+            f"{rank:>3} {r['id'] if r['id'] is not None else '':>4}  {str(r['name'])[:22]:<22} "
+            f"{str(r['model'])[:12]:<12} {str(r['size'] or '')[:5]:<5} {_params(r['parameters']):>7}  {exact:>12}"
+            f"  {_pct(r['cell_accuracy']):>6}"
+        )
+        line += f"  {_pct(r['valid_path_rate']):>6}" if maze else ""
+        steps = "" if r["halt_steps_mean"] is None else f"{r['halt_steps_mean']:.1f}"
+        iters = "" if r["solver_iters_mean"] is None else f"{r['solver_iters_mean']:.1f}"
+        speed = "" if r["examples_per_s"] is None else f"{r['examples_per_s']:.0f}"
+        out.append(line + f"  {steps:>5} {iters:>5} {speed:>8}  {note}")
+    return "\n".join(out).lstrip("\n")
+
+
+def _limits(args):
+    from leaderboard.validate import Limits
+
+    d = Limits()
+    return Limits(
+        max_parameters=args.max_params or d.max_parameters,
+        max_file_bytes=args.max_bytes or d.max_file_bytes,
+        max_header_bytes=d.max_header_bytes,
+        max_meta_bytes=d.max_meta_bytes,
+    )
+
+
+def _print_result(res, as_json: bool) -> None:
+    r = res.row
+    if as_json:
+        print(
+            json.dumps(
+                {"id": res.score_id, "created": res.created, **{k: r.get(k) for k in ROW_KEYS if k in r}}, default=str
+            )
+        )
+        return
+    what = "scored" if res.created else "already on the board (same file, task and data): not scored again"
+    se = f" ± {_pct(r['exact_accuracy_se'])}" if r.get("exact_accuracy_se") else ""
+    print(f"#{res.score_id} {r['name']}: {what}")
+    print(
+        f"  {r['task']}@{r['task_version']} ({r['data']}): exact {_pct(r['exact_accuracy'])}%{se}, "
+        f"cell {_pct(r['cell_accuracy'])}%"
+        + (f", valid path {_pct(r['valid_path_rate'])}%" if r.get("valid_path_rate") is not None else "")
+    )
+    if not r["reportable"]:
+        print(f"  scored on the first {r['count']} examples only (--limit): not reportable")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m leaderboard``."""
+    p = argparse.ArgumentParser(prog="python -m leaderboard", description=__doc__.splitlines()[0])
+    p.add_argument("--db", help="SQLite path or SQLAlchemy URL (default: $LEADERBOARD_DB or ./leaderboard.db)")
+    p.add_argument("--store", help="folder for copies of accepted submissions (default: <sqlite file>.files)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("submit", help="validate, score and record a checkpoint")
+    s.add_argument("path", help="checkpoint folder, run directory, model.safetensors, or a weights-only .pt")
+    s.add_argument("--task", required=True, help=f"task or task@version: {', '.join(sorted(TASKS))}")
+    s.add_argument("--name", required=True, help="name shown on the board")
+    s.add_argument("--data", help="dataset folder with the real test split (default: the task's generated split)")
+    s.add_argument("--limit", type=int, help="score only the first N test examples (marked not reportable)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    s.add_argument("--max-params", type=int, help="refuse larger models (default 100M)")
+    s.add_argument("--max-bytes", type=int, help="refuse larger files (default 1 GiB)")
+    s.add_argument("--json", action="store_true", help="print the entry as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    b = sub.add_parser("baselines", help="score the copy-input and random-guess dummies on a task")
+    b.add_argument("--task", required=True)
+    b.add_argument("--data")
+    b.add_argument("--quiet", action="store_true")
+
+    sh = sub.add_parser("show", help="ranked tables")
+    sh.add_argument("--task", help="only this task (name or name@version)")
+    sh.add_argument("--no-reported", action="store_true", help="leave out the papers' reported numbers")
+
+    v = sub.add_parser("verify", help="re-score an entry and compare with the stored numbers")
+    v.add_argument("id", type=int)
+    v.add_argument("--path", help="the checkpoint (default: the stored copy)")
+    v.add_argument("--data", help="the test data, for entries scored with --data")
+    v.add_argument("--device", default="cpu")
+    v.add_argument("--quiet", action="store_true")
+
+    e = sub.add_parser("export", help="write the board as HTML, CSV and/or JSON")
+    e.add_argument("--html")
+    e.add_argument("--csv")
+    e.add_argument("--json")
+    e.add_argument("--task")
+    e.add_argument("--no-reported", action="store_true")
+
+    r = sub.add_parser("remove", help="delete an entry")
+    r.add_argument("id", type=int)
+
+    sub.add_parser("tasks", help="list the task specs")
+    args = p.parse_args(argv)
+
+    from leaderboard.scoring import submit, verify
+    from leaderboard.validate import SubmissionError
+
+    try:
+        if args.command == "tasks":
+            for name in sorted(TASKS):
+                for _ver, spec in sorted(TASKS[name].items()):
+                    print(
+                        f"{spec.key:<18} {spec.description}  [test {spec.test_size}, seed {spec.build_seed}, "
+                        f"<= {spec.max_steps} steps, <= {spec.max_solver_iter} solver iters, {spec.precision}, "
+                        f"fingerprint {spec.fingerprint}]"
+                    )
+            return 0
+        board = Board(args.db)
+        if args.command == "submit":
+            res = submit(
+                args.path,
+                args.task,
+                name=args.name,
+                db=board,
+                data=args.data,
+                device=args.device,
+                limit=args.limit,
+                limits=_limits(args),
+                store=args.store,
+                progress=not args.quiet,
+            )
+            _print_result(res, args.json)
+        elif args.command == "baselines":
+            from leaderboard.baselines import BASELINES, write_dummy_submission
+
+            spec = get_task(args.task)
+            with tempfile.TemporaryDirectory() as tmp:
+                for name in BASELINES:
+                    folder = write_dummy_submission(name, spec.name, Path(tmp) / name)
+                    res = submit(
+                        folder,
+                        spec.key,
+                        name=name,
+                        db=board,
+                        data=args.data,
+                        kind="baseline",
+                        store=args.store,
+                        progress=not args.quiet,
+                    )
+                    _print_result(res, False)
+        elif args.command == "show":
+            print(format_table(collect_rows(board, args.task, reported=not args.no_reported)))
+        elif args.command == "verify":
+            rep = verify(
+                args.id,
+                db=board,
+                path=args.path,
+                data=args.data,
+                device=args.device,
+                store=args.store,
+                progress=not args.quiet,
+            )
+            for k, (a, b) in rep.compared.items():
+                print(f"  {k:<18} stored {a!s:<22} now {b!s:<22} {'ok' if k not in str(rep.mismatches) else 'DIFFERS'}")
+            print(f"#{args.id}: {'verified: the same numbers' if rep.ok else 'MISMATCH: ' + '; '.join(rep.mismatches)}")
+            return 0 if rep.ok else 1
+        elif args.command == "export":
+            from leaderboard import export
+
+            if not (args.html or args.csv or args.json):
+                raise ValueError("export needs at least one of --html, --csv, --json")
+            rows = collect_rows(board, args.task, reported=not args.no_reported)
+            for flag, fn in (
+                (args.html, export.write_html),
+                (args.csv, export.write_csv),
+                (args.json, export.write_json),
+            ):
+                if flag:
+                    fn(rows, flag)
+                    print(f"wrote {flag} ({len(rows)} rows)")
+        elif args.command == "remove":
+            if not board.delete(args.id):
+                raise ValueError(f"no score with id {args.id}")
+            print(f"removed #{args.id}")
+    except (SubmissionError, TaskError, DatabaseError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,306 @@
+"""Score a validated submission on a task, keep a copy of it, and re-score it to verify a board entry.
+
+    from leaderboard.scoring import submit, verify
+    result = submit("runs/my-run", "sudoku6", name="alice", db="leaderboard.db")
+    print(result.score_id, result.row["exact_accuracy"])
+    report = verify(result.score_id, db="leaderboard.db")     # re-scores the stored copy; report.ok
+
+Scoring runs `recursive_models.evaluation.evaluate` under the task spec's settings (fp32, fixed batch size,
+every supervision step of the submission's ``halt_max_steps``, the submission's own solver settings within the
+spec's limits), with deterministic algorithms and fixed seeds, so the same checkpoint scores the same numbers
+again. Throughput (examples per second on the scoring device) is recorded but, being a timing, is not compared
+by `verify`.
+
+Accepted submissions are copied into a content-addressed store (``<db>.files/<sha256>/`` beside an SQLite
+file, or ``$LEADERBOARD_STORE``), written to a temporary folder and renamed into place, so ``verify`` can re-score
+exactly what was scored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from leaderboard.db import Board, metrics_json
+from leaderboard.tasks import TaskSpec, get_task, prepare_test_data
+from leaderboard.validate import Limits, Submission, SubmissionError, open_submission
+
+STORE_ENV = "LEADERBOARD_STORE"
+#: metrics compared by verify: exact equality for counts/accuracies, a relative tolerance for float diagnostics
+VERIFIED = (
+    "exact_accuracy",
+    "exact_accuracy_se",
+    "cell_accuracy",
+    "valid_path_rate",
+    "halt_steps_mean",
+    "solver_iters_mean",
+    "count",
+    "steps",
+)
+
+
+@dataclass
+class SubmitResult:
+    """What `submit` did: the score row id, whether it is new, and the row itself."""
+
+    score_id: int
+    created: bool
+    row: dict
+    submission: Submission | None = field(default=None, repr=False)
+
+
+def check_compatible(sub: Submission, spec: TaskSpec, vocab_size: int, seq_len: int) -> None:
+    """The submission fits the task's data (vocabulary, length) and stays within the spec's test-time compute."""
+    c = sub.config
+    if c.vocab_size != vocab_size or c.seq_len != seq_len:
+        raise SubmissionError(
+            f"the model is for vocab {c.vocab_size} / sequence length {c.seq_len}, but {spec.key} has "
+            f"{vocab_size} / {seq_len}: was it trained on another task?"
+        )
+    if not 1 <= c.halt_max_steps <= spec.max_steps:
+        raise SubmissionError(f"halt_max_steps={c.halt_max_steps}: {spec.key} allows 1 to {spec.max_steps} steps")
+    if c.name == "attractor" and c.solver.max_iter > spec.max_solver_iter:
+        raise SubmissionError(
+            f"solver.max_iter={c.solver.max_iter}: {spec.key} allows at most {spec.max_solver_iter} iterations"
+        )
+
+
+def _data_shape(data_dir: Path) -> tuple[int, int, int]:
+    """``(vocab_size, seq_len, examples)`` of a test split."""
+    meta = json.loads((Path(data_dir) / "test" / "dataset.json").read_text())
+    n = len(np.load(Path(data_dir) / "test" / "all__inputs.npy", mmap_mode="r"))
+    return int(meta["vocab_size"]), int(meta["seq_len"]), n
+
+
+def score(
+    sub: Submission,
+    spec: TaskSpec,
+    data_dir: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate ``sub`` under ``spec``; returns the ``scores`` columns (without ids, data id and time)."""
+    from recursive_models.checkpoint import git_commit
+    from recursive_models.evaluation import evaluate
+
+    check_compatible(sub, spec, *_data_shape(Path(data_dir))[:2])
+    device = torch.device(device)
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+    det_before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        torch.manual_seed(spec.bootstrap_seed)
+        model = sub.build(device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        m = evaluate(
+            model,
+            data_dir,
+            device=device,
+            precision=spec.precision,
+            batch_size=spec.batch_size,
+            limit=limit,
+            halt_max_steps=sub.config.halt_max_steps,
+            progress=progress,
+            seed=spec.bootstrap_seed,
+        )
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.use_deterministic_algorithms(det_before)
+    m["leaderboard/examples_per_s"] = m["eval/count"] / max(seconds, 1e-9)
+    m["leaderboard/parameters"] = sub.parameters
+    full = limit is None or bool(m["eval/reportable"])
+    return {
+        "task": spec.name,
+        "task_version": spec.version,
+        "task_fingerprint": spec.fingerprint,
+        "limit_n": 0 if full else int(m["eval/count"]),
+        "reportable": full,
+        "exact_accuracy": m["eval/exact_accuracy"],
+        "exact_accuracy_se": m["eval/exact_accuracy_se"],
+        "cell_accuracy": m["eval/cell_accuracy"],
+        "valid_path_rate": m.get("eval/valid_path_fraction"),
+        "halt_steps_mean": m["act/halt_steps_mean"],
+        "solver_iters_mean": m.get("solver/nstep_mean"),
+        "examples_per_s": m["leaderboard/examples_per_s"],
+        "count": int(m["eval/count"]),
+        "steps": int(m["eval/steps"]),
+        "metrics_json": metrics_json(m),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)",
+        "torch_version": torch.__version__,
+        "code_version": git_commit(),
+        "duration_s": seconds,
+    }
+
+
+def store_dir(board: Board, store: str | os.PathLike | None = None) -> Path | None:
+    """Where submissions are kept: ``store``, ``$LEADERBOARD_STORE``, or ``<sqlite file>.files``."""
+    if store is not None:
+        return Path(store)
+    if os.environ.get(STORE_ENV):
+        return Path(os.environ[STORE_ENV])
+    if board.sqlite:
+        return Path(board.url.removeprefix("sqlite:///") + ".files")
+    return None
+
+
+def keep_copy(sub: Submission, root: Path) -> Path:
+    """Copy the submission's files into ``root/<sha256>/`` atomically (a no-op when already there)."""
+    final = root / sub.sha256
+    if final.is_dir():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{sub.sha256[:12]}."))
+    try:
+        shutil.copyfile(sub.path, tmp / sub.path.name)
+        if sub.meta_path is not None:
+            shutil.copyfile(sub.meta_path, tmp / "meta.json")
+        try:
+            os.replace(tmp, final)
+        except OSError:  # a concurrent submitter of the same file got there first
+            if not final.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def submit(
+    path: str | os.PathLike,
+    task: str,
+    *,
+    name: str,
+    db: str | os.PathLike | Board | None = None,
+    data: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    limit: int | None = None,
+    limits: Limits | None = None,
+    kind: str = "measured",
+    store: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> SubmitResult:
+    """Validate, score and record a submission (see the module docstring).
+
+    Raises:
+        SubmissionError: the submission was rejected (nothing is written).
+        TaskError: unknown task or bad ``data``.
+    """
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise SubmissionError("--name must be 1 to 200 characters")
+    from puzzles.datasets import get_dataset
+
+    spec = get_task(task)
+    if limit is not None and limit < 1:
+        raise SubmissionError(f"--limit must be at least 1, got {limit}")
+    board = db if isinstance(db, Board) else Board(db)
+    sub = open_submission(path, limits)
+    family = get_dataset(spec.name)
+    check_compatible(sub, spec, family.vocab_size, family.seq_len)  # before building any test data
+    board.check_fingerprint(spec.name, spec.version, spec.fingerprint)
+    data_dir, data_id = prepare_test_data(spec, data, progress=progress)
+    vocab_size, seq_len, n_test = _data_shape(data_dir)
+    check_compatible(sub, spec, vocab_size, seq_len)
+    limit_key = 0 if limit is None or limit >= n_test else limit  # a limit covering the split is a full run
+    existing = board.find_score(sub.sha256, spec.name, spec.version, data_id, limit_key)
+    if existing is not None:
+        return SubmitResult(int(existing["id"]), False, existing, sub)
+    row = score(sub, spec, data_dir, device=device, limit=limit, progress=progress)
+    row["data"] = data_id
+    root = store_dir(board, store)
+    if root is not None:
+        keep_copy(sub, root)
+    submission_row = {
+        "sha256": sub.sha256,
+        "name": name,
+        "model": sub.config.name,
+        "size": sub.config.size,
+        "parameters": sub.parameters,
+        "file_bytes": sub.file_bytes,
+        "file_format": sub.file_format,
+        "kind": kind,
+        "meta_json": metrics_json(sub.meta),
+    }
+    score_id, created = board.add(submission_row, row)
+    stored = board.get(score_id)
+    return SubmitResult(score_id, created, stored, sub)
+
+
+@dataclass
+class VerifyReport:
+    """Stored against re-scored metrics of one board entry."""
+
+    score_id: int
+    ok: bool
+    compared: dict  # metric -> (stored, now)
+    mismatches: list[str]
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(a)))
+
+
+def verify(
+    score_id: int,
+    *,
+    db: str | os.PathLike | Board | None = None,
+    path: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    store: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> VerifyReport:
+    """Re-score a board entry from its stored copy (or ``path``) and compare every deterministic metric.
+
+    Raises:
+        SubmissionError: no such entry, no copy to re-score, or the file's hash differs from the entry's.
+    """
+    board = db if isinstance(db, Board) else Board(db)
+    row = board.get(score_id)
+    if row is None:
+        raise SubmissionError(f"no score with id {score_id}")
+    if path is None:
+        root = store_dir(board, store)
+        path = root / row["sha256"] if root is not None else None
+        if path is None or not Path(path).is_dir():
+            raise SubmissionError(f"no stored copy of submission {row['sha256'][:12]}; pass --path to the checkpoint")
+    sub = open_submission(path)
+    if sub.sha256 != row["sha256"]:
+        raise SubmissionError(
+            f"{path} is not the scored submission (hash {sub.sha256[:12]}, entry {row['sha256'][:12]})"
+        )
+    spec = get_task(f"{row['task']}@{row['task_version']}")
+    if spec.fingerprint != row["task_fingerprint"]:
+        raise SubmissionError(f"{spec.key}'s spec changed since this entry was scored; it cannot be re-scored")
+    if row["data"].startswith("generated:"):
+        data_dir, data_id = prepare_test_data(spec, None, progress=progress)
+    else:
+        if data is None:
+            raise SubmissionError(f"entry {score_id} was scored on user data {row['data']}; pass --data to it")
+        data_dir, data_id = prepare_test_data(spec, data, progress=progress)
+    if data_id != row["data"]:
+        raise SubmissionError(f"the test data is {data_id}, but the entry was scored on {row['data']}")
+    now = score(sub, spec, data_dir, device=device, limit=row["limit_n"] or None, progress=progress)
+    compared = {k: (row[k], now[k]) for k in VERIFIED}
+    mismatches = [f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in compared.items() if not _same(a, b)]
+    return VerifyReport(score_id, not mismatches, compared, mismatches)
