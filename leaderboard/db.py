@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -59,8 +60,8 @@ submissions = Table(
     Column("name", String(200), nullable=False),
     Column("model", String(100), nullable=False),
     Column("size", String(50)),
-    Column("parameters", Integer, nullable=False),
-    Column("file_bytes", Integer, nullable=False),
+    Column("parameters", BigInteger, nullable=False),  # 64-bit: Integer is 32-bit on PostgreSQL
+    Column("file_bytes", BigInteger, nullable=False),
     Column("file_format", String(20), nullable=False),
     Column("kind", String(20), nullable=False),  # measured | baseline
     Column("meta_json", Text, nullable=False),
@@ -324,6 +325,9 @@ class Board:
             row = conn.execute(select(scores.c.submission_id).where(scores.c.id == score_id)).first()
             if row is None:
                 return False
+            # Lock the submission first: otherwise (on a server) a concurrent add() of a new score for it, not yet
+            # committed, is invisible to the check below, and the cascade would delete it after add() reported it.
+            conn.execute(select(submissions.c.id).where(submissions.c.id == row[0]).with_for_update())
             conn.execute(scores.delete().where(scores.c.id == score_id))
             left = conn.execute(select(scores.c.id).where(scores.c.submission_id == row[0]).limit(1)).first()
             if left is None:
