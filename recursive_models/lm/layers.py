@@ -1,0 +1,277 @@
+"""Shared parts of the language-model families (nanochat-style), written once.
+
+* `CausalSelfAttention`: rotary positions, QK-norm (parameter-free RMSNorm on q and k), causal
+  ``F.scaled_dot_product_attention(is_causal=True)``, no biases.
+* `ReluSquaredMLP`: ``proj(relu(fc(x))²)`` with inner width ``mlp_ratio · D``.
+* `Block`: pre-norm ``x + g_a ⊙ attn(norm(x))``, ``x + g_m ⊙ mlp(norm(x))``; the per-channel gates ``g`` exist only
+  with ``layer_scale`` (the Attractor module's gated residual updates).
+* `LanguageModel`: the base of every family: tied token embedding, rotary tables, the tied decode
+  ``softcap(norm(h) @ Wembᵀ)``, the loss and the output dict.
+* `solve_sequence`: `equilibrium.fixed_point` on a sequence state ``(B, T, D)``, per token or per sequence.
+
+RMSNorm has no learned scale anywhere (`recursive_models.layers.rms_norm`, computed in fp32); rotary tables and
+the truncated-normal init also come from `recursive_models.layers`. Shapes: ``B`` batch, ``T`` positions,
+``D = d_model``, ``H`` heads, ``hd = D / H``, ``V`` vocabulary.
+
+    from recursive_models.lm.layers import Block
+    block = Block(128, n_heads=2)
+    y = block(x, rope)                 # x (B, T, 128); rope = model.rope()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from equilibrium import SolverStats, fixed_point
+from recursive_models.layers import RotaryEmbedding, apply_rotary, rms_norm, trunc_normal_
+
+if TYPE_CHECKING:
+    from recursive_models.lm.registry import LMConfig, LMSolverConfig
+
+Rope = tuple[torch.Tensor, torch.Tensor]
+
+
+def lecun_linear(fan_in: int, fan_out: int, std_scale: float = 1.0) -> nn.Linear:
+    """Bias-free linear with LeCun truncated-normal init, std ``std_scale / sqrt(fan_in)``."""
+    layer = nn.Linear(fan_in, fan_out, bias=False)
+    trunc_normal_(layer.weight, std=std_scale / math.sqrt(fan_in))
+    return layer
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with rotary positions and QK-norm.
+
+    Args:
+        d_model: width ``D``.
+        n_heads: heads ``H`` (``D / H`` must be even for rotary).
+        out_scale: init std multiplier of the output projection (GPT-2's ``1/sqrt(2·depth)`` residual scaling).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, out_scale: float = 1.0):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.qkv = lecun_linear(d_model, 3 * d_model)
+        self.proj = lecun_linear(d_model, d_model, out_scale)
+
+    def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:  # noqa: D102
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3x (B, H, T, hd)
+        cos, sin = rope
+        q, k = apply_rotary(q, cos[:t], sin[:t]), apply_rotary(k, cos[:t], sin[:t])
+        # QK-norm: bounded attention logits without a learned temperature (nanochat).
+        q, k = rms_norm(q), rms_norm(k)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, hd)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class ReluSquaredMLP(nn.Module):
+    """``proj(relu(fc(x))²)``: nanochat's MLP (no gate), inner width ``ratio · D``."""
+
+    def __init__(self, d_model: int, ratio: int = 4, out_scale: float = 1.0):
+        super().__init__()
+        self.fc = lecun_linear(d_model, ratio * d_model)
+        self.proj = lecun_linear(ratio * d_model, d_model, out_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.proj(F.relu(self.fc(x)).square())
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; with ``layer_scale`` each residual update is gated per channel.
+
+    Args:
+        d_model: width ``D``.
+        n_heads: attention heads.
+        mlp_ratio: MLP inner width multiplier.
+        out_scale: init std multiplier of the two output projections.
+        layer_scale: initial value of the learnable ``(D,)`` gates (CaiT's LayerScale); ``None`` for no gates.
+    """
+
+    def __init__(
+        self, d_model: int, n_heads: int, mlp_ratio: int = 4, out_scale: float = 1.0, layer_scale: float | None = None
+    ):
+        super().__init__()
+        self.attn = CausalSelfAttention(d_model, n_heads, out_scale)
+        self.mlp = ReluSquaredMLP(d_model, mlp_ratio, out_scale)
+        if layer_scale is None:
+            self.gate_attn = self.gate_mlp = None
+        else:
+            self.gate_attn = nn.Parameter(torch.full((d_model,), float(layer_scale)))
+            self.gate_mlp = nn.Parameter(torch.full((d_model,), float(layer_scale)))
+
+    def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:  # noqa: D102
+        a = self.attn(rms_norm(x), rope)
+        x = x + (a if self.gate_attn is None else self.gate_attn * a)
+        m = self.mlp(rms_norm(x))
+        return x + (m if self.gate_mlp is None else self.gate_mlp * m)
+
+
+class Blocks(nn.ModuleList):
+    """A stack of `Block` applied in order: ``blocks(x, rope)``."""
+
+    def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:  # noqa: D102
+        for block in self:
+            x = block(x, rope)
+        return x
+
+
+# --------------------------------------------------------------------------------------------------------
+# Fixed-point solve over a sequence state
+# --------------------------------------------------------------------------------------------------------
+
+
+def solve_sequence(
+    f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, cfg: LMSolverConfig, *, max_iter: int
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], SolverStats]:
+    """Differentiable fixed point ``z* = f(z*)`` of a causal sequence map, through `equilibrium.fixed_point`.
+
+    ``cfg.mixing`` says what one solver sample is:
+
+    * ``token``: the state is handed to the solver as ``(B·T, D)`` and ``f`` sees it reshaped to ``(B, T, D)``.
+      Anderson's weights, the residual, the convergence test and the freeze of a converged row are then per
+      position. Because ``f`` is causal (position t of ``f(z)`` reads ``z[:, :t+1]`` only), every iterate at
+      position t is a function of tokens ≤ t: the solve is exactly causal at any iteration budget.
+    * ``sequence``: one sample per sequence, state ``(B, T, D)``. Each Anderson step mixes the history with
+      weights fitted to the residual of the *whole* sequence, and a sequence stops when its whole residual
+      is small, so before convergence position t depends (weakly) on later tokens. The fixed point itself is
+      causal; the leak is bounded by the residual at which the solve stopped.
+
+    Args:
+        f: ``(B, T, D) -> (B, T, D)``, causal along ``T``; closes over its inputs and parameters.
+        z0: ``(B, T, D)`` initial state (no gradient flows into it).
+        cfg: the solver settings.
+        max_iter: iteration budget (> 0; the callers handle ``iters=0``).
+
+    Returns:
+        ``(z, stats, solver_stats)``: ``z (B, T, D)`` carrying the backward mode's graph (when grad is on);
+        ``stats`` holds 0-dim detached batch means ``solver/nstep`` (a sequence's steps: the max over its
+        positions in ``token`` mode), ``solver/residual`` (likewise the max) and ``solver/converged_frac``
+        (sequences whose every position converged); ``solver_stats`` is equilibrium's raw record.
+    """
+    b, t, d = z0.shape
+    options = {
+        "backward": cfg.backward,
+        "phantom_steps": cfg.phantom_steps,
+        "phantom_tau": cfg.phantom_tau,
+        "ift_max_iter": cfg.ift_max_iter,
+        "ift_tol": cfg.ift_tol,
+        "method": cfg.method,
+        "max_iter": max_iter,
+        "min_iter": min(cfg.min_iter, max_iter),
+        "tol": cfg.tol,
+        "stop_mode": cfg.stop_mode,
+        "m": cfg.m,
+        "beta": cfg.beta,
+    }
+    if cfg.mixing == "token":
+
+        def f_rows(rows: torch.Tensor) -> torch.Tensor:
+            return f(rows.view(b, t, d)).reshape(b * t, d)  # (B·T, D) <-> (B, T, D)
+
+        z, raw = fixed_point(f_rows, z0.reshape(b * t, d), **options)
+        z = z.view(b, t, d)
+        nstep = raw.nstep.view(b, t).amax(1)
+        residual = raw.residual.view(b, t).amax(1)
+        converged = raw.converged.view(b, t).all(1)
+    else:
+        z, raw = fixed_point(f, z0, **options)
+        nstep, residual, converged = raw.nstep, raw.residual, raw.converged
+    stats = {
+        "solver/nstep": nstep.float().mean(),
+        "solver/residual": residual.float().mean(),
+        "solver/converged_frac": converged.float().mean(),
+    }
+    return z, stats, raw
+
+
+# --------------------------------------------------------------------------------------------------------
+# Base class
+# --------------------------------------------------------------------------------------------------------
+
+
+class LanguageModel(nn.Module):
+    """Base of every LM family: tied embedding, rotary tables, tied decode, loss and output dict.
+
+    Subclasses set ``DEFAULTS`` (LMConfig fields for every size), ``SIZES`` (size name -> fields, e.g. CPU
+    solver budgets), implement ``layer_split(n_layers)`` and `forward`.
+
+    ``forward(idx (B, T) int64, targets=None, *, iters=None) -> dict`` returns ``logits (B, T, V)`` (float32),
+    ``loss`` (mean cross-entropy over targets != -100, or None) and detached 0-dim statistics: ``depth`` (blocks
+    applied per token in the forward pass, the effective depth) and, for recurrent families,
+    ``solver/nstep``, ``solver/residual`` and (solver families) ``solver/converged_frac``.
+    """
+
+    #: registry name, set by `recursive_models.lm.registry.register_lm_model`
+    name: str = ""
+    DEFAULTS: ClassVar[dict] = {}
+    SIZES: ClassVar[dict[str, dict]] = {}
+
+    def __init__(self, config: LMConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.wte = nn.Embedding(c.vocab_size, c.d_model)
+        # std 1/sqrt(D): a random unit-RMS state decodes to O(1) logits, and the input side is normalised anyway.
+        # (On the synthetic copy task it trained faster than GPT-2's 0.02 and than 1/D.)
+        trunc_normal_(self.wte.weight, std=1.0 / math.sqrt(c.d_model))
+        self.rotary = RotaryEmbedding(c.d_model // c.n_heads, c.seq_len, c.rope_base)
+
+    @staticmethod
+    def layer_split(n_layers: int) -> dict[str, int]:
+        """``n_prelude`` / ``n_core`` / ``n_coda`` that make this family parameter-matched to ``n_layers`` blocks."""
+        raise NotImplementedError
+
+    # ---- shared parts ------------------------------------------------------------------------------------
+    def make_blocks(self, n: int, *, layer_scale: float | None = None) -> Blocks:
+        """``n`` blocks of this model's widths; output projections scaled by ``1/sqrt(2·n_layers)`` (GPT-2)."""
+        c = self.config
+        out_scale = 1.0 / math.sqrt(2 * max(c.n_layers, 1))
+        return Blocks([Block(c.d_model, c.n_heads, c.mlp_ratio, out_scale, layer_scale) for _ in range(n)])
+
+    def rope(self) -> Rope:
+        """Rotary ``(cos, sin)`` tables, each ``(seq_len, hd)``."""
+        return self.rotary()
+
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token ids ``(B, T)`` -> normalised embeddings ``(B, T, D)``."""
+        if idx.shape[1] > self.config.seq_len:
+            raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds seq_len={self.config.seq_len}")
+        return rms_norm(self.wte(idx))
+
+    def softcap(self, logits: torch.Tensor) -> torch.Tensor:
+        """``c · tanh(logits / c)`` in float32 (identity when ``logit_softcap`` is None)."""
+        logits = logits.float()
+        c = self.config.logit_softcap
+        return logits if c is None else c * torch.tanh(logits / c)
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """Tied unembedding: ``softcap(norm(h) @ Wembᵀ)``, ``(B, T, D) -> (B, T, V)`` float32."""
+        return self.softcap(F.linear(rms_norm(h), self.wte.weight))
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy over ``targets != -100`` (the padding of `TokenDataset.iter_eval_batches`)."""
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+    def output(self, logits: torch.Tensor, targets: torch.Tensor | None, **stats: torch.Tensor | float) -> dict:
+        """The output dict: logits, loss (or None) and detached 0-dim statistics."""
+        out: dict = {"logits": logits, "loss": None if targets is None else self.loss(logits, targets)}
+        for k, v in stats.items():
+            out[k] = v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+        return out
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count (optionally without the ``V × D`` token embedding)."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.wte.weight.numel() if non_embedding else n
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *, iters: int | None = None) -> dict:
+        """See the class docstring."""
+        raise NotImplementedError
