@@ -1,4 +1,4 @@
-r"""LM experiments 1 and 2: validation perplexity at equal parameters and tokens, and test-time iterations.
+r"""LM experiments 1, 2 and 4: perplexity at equal parameters and tokens, test-time iterations, solver iterations.
 
     python benchmarks/lm_compare.py --out benchmarks/results/lm_compare_cpu.json \
         --png benchmarks/results/lm_compare_cpu.png
@@ -41,8 +41,12 @@ def main() -> None:
     p.add_argument("--runs", default="runs/lm_compare")
     p.add_argument("--out")
     p.add_argument("--png")
+    p.add_argument("--replot", help="only redraw --png from this results JSON")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text()), args.png)
+        return
     register_lm_configs()
 
     results = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
@@ -99,7 +103,7 @@ def plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fams = results["families"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     for name, e in fams.items():
         steps, losses = zip(*e["curve"], strict=True)
         axes[0].plot(steps, losses, label=f"{name} ({e['parameters'] / 1e6:.2f}M)")
@@ -112,11 +116,18 @@ def plot(results: dict, path: str) -> None:
     axes[1].set(ylabel="validation perplexity", title="equal parameters and tokens")
     for name, e in fams.items():
         if "iters_sweep" in e:
-            ts = sorted(int(t) for t in e["iters_sweep"])
-            axes[2].plot(ts, [e["iters_sweep"][t]["ppl"] for t in ts], marker="o", label=name)
+            sweep = {int(t): v for t, v in e["iters_sweep"].items()}  # JSON keys are strings
+            ts = sorted(sweep)
+            axes[2].plot(ts, [sweep[t]["ppl"] for t in ts], marker="o", label=name)
     axes[2].set(xscale="symlog", xlabel="test-time iterations T", ylabel="validation perplexity",
                 title="perplexity vs test-time iterations")  # fmt: skip
     axes[2].legend()
+    for name, e in fams.items():
+        if e.get("solver_curve") and name in ("deq", "attractor"):
+            steps, nstep = zip(*e["solver_curve"], strict=True)
+            axes[3].plot(steps, nstep, label=name)
+    axes[3].set(xlabel="step", ylabel="solver iterations (mean)", title="solver iterations over training")
+    axes[3].legend()
     fig.suptitle(f"LM track, size {results['size']}, {results['device']} ({results['machine']})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
