@@ -119,7 +119,7 @@ def plot(results: dict, path: str) -> None:
             sweep = {int(t): v for t, v in e["iters_sweep"].items()}  # JSON keys are strings
             ts = sorted(sweep)
             axes[2].plot(ts, [sweep[t]["ppl"] for t in ts], marker="o", label=name)
-    axes[2].set(xscale="symlog", xlabel="test-time iterations T", ylabel="validation perplexity",
+    axes[2].set(xscale="symlog", yscale="log", xlabel="test-time iterations T", ylabel="validation perplexity",
                 title="perplexity vs test-time iterations")  # fmt: skip
     axes[2].legend()
     for name, e in fams.items():
