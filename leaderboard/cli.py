@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from leaderboard.db import Board, DatabaseError
-from leaderboard.export import ROW_KEYS
+from leaderboard.export import ROW_KEYS, human_params
 from leaderboard.tasks import TASKS, TaskError, get_task
 
 
@@ -69,9 +69,7 @@ def _pct(v) -> str:
 
 
 def _params(n) -> str:
-    if n is None:
-        return ""
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}K" if n >= 1e3 else str(n)
+    return "" if n is None else human_params(n)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -257,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
 
             if not (args.html or args.csv or args.json):
                 raise ValueError("export needs at least one of --html, --csv, --json")
+            for out in filter(None, (args.html, args.csv, args.json)):
+                if not Path(out).parent.is_dir():
+                    raise ValueError(f"cannot write {out}: the folder {Path(out).parent} does not exist")
             rows = collect_rows(board, args.task, reported=not args.no_reported)
             for flag, fn in (
                 (args.html, export.write_html),

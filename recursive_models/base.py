@@ -26,6 +26,19 @@ from recursive_models.layers import Block, InputEncoder, OutputHeads, ReasoningM
 State = tuple[torch.Tensor, ...]
 
 
+def check_keys(cls: type, d: dict, what: str) -> dict:
+    """A copy of ``d`` after checking every key is a field of dataclass ``cls`` (``ValueError`` naming the rest).
+
+    Configs read from checkpoints or written by users go through this, so a typo or a file from another version
+    fails loudly instead of being ignored.
+    """
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown {what} key(s) {sorted(unknown)}; known: {sorted(known)}")
+    return dict(d)
+
+
 @dataclass
 class SolverConfig:
     """Fixed-point solve of Attractor models (passed to `equilibrium.fixed_point`).
@@ -99,17 +112,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         """Inverse of `dataclasses.asdict`; unknown keys are an error (a checkpoint from another version)."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model config key(s) {sorted(unknown)}; known: {sorted(known)}")
-        d = dict(d)
+        d = check_keys(cls, d, "model config")
         if isinstance(d.get("solver"), dict):
-            s_known = {f.name for f in fields(SolverConfig)}
-            s_unknown = set(d["solver"]) - s_known
-            if s_unknown:
-                raise ValueError(f"unknown solver config key(s) {sorted(s_unknown)}; known: {sorted(s_known)}")
-            d["solver"] = SolverConfig(**d["solver"])
+            d["solver"] = SolverConfig(**check_keys(SolverConfig, d["solver"], "solver config"))
         return cls(**d)
 
 

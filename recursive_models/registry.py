@@ -18,17 +18,24 @@ from recursive_models.base import ModelConfig, RecursiveModel, SolverConfig
 MODELS: dict[str, type[RecursiveModel]] = {}
 
 
-def register_model(name: str):
-    """Class decorator: add a `RecursiveModel` subclass to `MODELS` under ``name``."""
+def registrar(registry: dict[str, type], what: str):
+    """A ``@register("name")`` class decorator for ``registry``: sets ``cls.name``; a second use of a name fails."""
 
-    def wrap(cls: type[RecursiveModel]) -> type[RecursiveModel]:
-        if name in MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        cls.name = name
-        MODELS[name] = cls
-        return cls
+    def register(name: str):
+        def wrap(cls: type) -> type:
+            if name in registry:
+                raise ValueError(f"{what} {name!r} is already registered")
+            cls.name = name
+            registry[name] = cls
+            return cls
 
-    return wrap
+        return wrap
+
+    return register
+
+
+#: class decorator ``@register_model("name")``: add a `RecursiveModel` subclass to `MODELS`
+register_model = registrar(MODELS, "model")
 
 
 def _ensure_loaded() -> None:

@@ -21,6 +21,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
 
+from recursive_models.base import check_keys
+from recursive_models.registry import registrar
+
 if TYPE_CHECKING:
     from recursive_models.lm.layers import LanguageModel
 
@@ -149,11 +152,7 @@ class LMConfig:
     @classmethod
     def from_dict(cls, d: dict) -> LMConfig:
         """Inverse of `dataclasses.asdict`; unknown keys are an error (a typo, or a checkpoint of another version)."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown LM config key(s) {sorted(unknown)}; known: {sorted(known)}")
-        d = dict(d)
+        d = check_keys(cls, d, "LM config")
         if isinstance(d.get("solver"), dict):
             d["solver"] = _solver_from_dict(d["solver"])
         return cls(**d)
@@ -164,27 +163,14 @@ class LMConfig:
 
 
 def _solver_from_dict(d: dict) -> LMSolverConfig:
-    known = {f.name for f in fields(LMSolverConfig)}
-    unknown = set(d) - known
-    if unknown:
-        raise ValueError(f"unknown solver config key(s) {sorted(unknown)}; known: {sorted(known)}")
-    return LMSolverConfig(**d)
+    return LMSolverConfig(**check_keys(LMSolverConfig, d, "solver config"))
 
 
 LM_MODELS: dict[str, type[LanguageModel]] = {}
 
 
-def register_lm_model(name: str):
-    """Class decorator: add a `LanguageModel` subclass to `LM_MODELS` under ``name``."""
-
-    def wrap(cls: type[LanguageModel]) -> type[LanguageModel]:
-        if name in LM_MODELS:
-            raise ValueError(f"LM family {name!r} is already registered")
-        cls.name = name
-        LM_MODELS[name] = cls
-        return cls
-
-    return wrap
+#: class decorator ``@register_lm_model("name")``: add a `LanguageModel` subclass to `LM_MODELS`
+register_lm_model = registrar(LM_MODELS, "LM family")
 
 
 def size_fields(depth: int) -> dict:

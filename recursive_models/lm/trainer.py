@@ -146,7 +146,7 @@ def train(cfg: Any, callback=None) -> dict:
         ValueError: a bad model override or data option (before anything is prepared or trained).
     """
     from recursive_models.lm.data import TokenDataset, prepare_corpus
-    from recursive_models.lm.registry import resolve_lm_config
+    from recursive_models.lm.registry import lm_from_config, resolve_lm_config
 
     t0 = time.time()
     t, d = cfg.trainer, cfg.data
@@ -169,8 +169,6 @@ def train(cfg: Any, callback=None) -> dict:
     config = resolve_lm_config(cfg.model.name, cfg.model.size, **{**overrides, "vocab_size": train_ds.vocab_size})
 
     torch.manual_seed(t.seed)
-    from recursive_models.lm.registry import lm_from_config
-
     model = lm_from_config(config).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     opt = make_optimizer(model, t)
@@ -229,7 +227,7 @@ def train(cfg: Any, callback=None) -> dict:
         "parameters": n_params,
         "metrics": final,
     }
-    ckpt = save_checkpoint(run_dir, t.steps, {k: v for k, v in model.state_dict().items()}, meta)
+    ckpt = save_checkpoint(run_dir, t.steps, model.state_dict(), meta)
     result = {**final, "parameters": n_params, "minutes": minutes, "checkpoint": str(ckpt),
               "train/loss": history[-1]["train/loss"] if history else None}  # fmt: skip
     (run_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
