@@ -87,6 +87,9 @@ class TrainerSection:
     batch_size: int = 256
     grad_accum: int = 1
     steps: int = 2000
+    max_minutes: float | None = None  # wall-time budget of the training loop (evaluation excluded); null: none
+    max_flops: float | None = None  # training-FLOP budget (measured, see recursive_models.trainer); null: none
+    count_flops: bool = True  # measure training FLOPs (one step in every log_interval) for reports and budgets
     lr: float = 1e-4
     lr_warmup_steps: int = 100
     lr_min_ratio: float = 1.0

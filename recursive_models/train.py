@@ -6,11 +6,15 @@
     python -m recursive_models.train experiment=paper_sudoku_attractor_27m
     python -m recursive_models.train trainer.out_dir=runs/a trainer.resume=true   # continue a killed run
     python -m recursive_models.train --cfg job                         # print the composed config
+    python -m recursive_models.train -m model=trm,attractor size=7m,27m task=sudoku-extreme   # a sweep
+    python -m recursive_models.report runs/sweep-<date>                                   # its table + plots
     torchrun --nproc_per_node 8 -m recursive_models.train experiment=paper_maze_trm_7m
 
 Groups: model (trm, hrm, attractor, transformer), size (tiny, 7m, 27m), task (sudoku6, maze-small,
 sudoku-extreme, maze-hard), experiment (conf/experiment/*.yaml). Fields: see `recursive_models.config`.
 Outputs in ``trainer.out_dir``: metrics.jsonl, checkpoints/, results.json, .hydra/ (the composed config).
+With ``-m`` (hydra multirun) every run writes into its own folder of the sweep (``hydra.sweep.dir``/``subdir``,
+``runs/sweep-<date>/<overrides>``) unless ``trainer.out_dir`` is given; runs go one after another.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import logging
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from recursive_models.config import register_configs
@@ -33,6 +39,9 @@ def main(cfg: DictConfig) -> None:
     from recursive_models.trainer import TrainingError, train
 
     logging.getLogger("recursive_models").setLevel(logging.INFO)
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN and not any(o.startswith("trainer.out_dir=") for o in hc.overrides.task):
+        cfg.trainer.out_dir = hc.runtime.output_dir  # the sweep's run folder (already holds .hydra/)
     try:
         result = train(cfg)
     except (TrainingError, PuzzleError, ValueError, FileNotFoundError) as e:

@@ -14,10 +14,18 @@ examples of the data stream, the others continue. The data stream, the ACT carri
 are all checkpointed, so ``trainer.resume=true`` continues a killed run exactly (bit-identical on CPU).
 Multi-GPU: ``torchrun --nproc_per_node 8 -m recursive_models.train ...`` (DDP; ``trainer.batch_size`` is the
 global batch; rank 0 logs and saves).
+
+Budgets: ``trainer.max_minutes`` (training-loop wall time, evaluation excluded) and ``trainer.max_flops`` stop a
+run early; the learning-rate schedule then runs on the fraction of the budget spent, so a cosine decay still ends
+at the budget. Training FLOPs are measured with `torch.utils.flop_counter.FlopCounterMode` (matmuls, attention,
+convolutions: forward and backward, the no-grad recursion included) on one optimiser step in every
+``log_interval`` and extrapolated to the steps between (the recursion depth of ACT/solver models varies). They
+are logged as ``compute/flops`` and written to ``results.json`` with the run's description (``run``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -33,6 +41,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from puzzles.data import EpochShuffleSampler, PuzzleDataset
@@ -179,11 +188,15 @@ class EMA:
         return {k: self.shadow.get(k, v) for k, v in model.state_dict().items()}
 
 
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warmup to 1, then cosine down to ``min_ratio`` (constant when ``min_ratio == 1``, as TRM)."""
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float, budget_spent: float = 0.0) -> float:
+    """Linear warmup to 1, then cosine down to ``min_ratio`` (constant when ``min_ratio == 1``, as TRM).
+
+    ``budget_spent`` (0..1, the fraction of a wall-time or FLOP budget used) advances the cosine when it is
+    ahead of the step count, so a budgeted run decays by the time its budget ends.
+    """
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), budget_spent))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -260,9 +273,9 @@ def _init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def _all_reduce(t: torch.Tensor, world: int) -> torch.Tensor:
+def _all_reduce(t: torch.Tensor, world: int, op: str = "sum") -> torch.Tensor:
     if world > 1:
-        dist.all_reduce(t)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return t
 
 
@@ -294,6 +307,28 @@ def _check_config(cfg: Any) -> None:
         raise ValueError(f"trainer.batch_size={t.batch_size} is not divisible by trainer.grad_accum={t.grad_accum}")
     if not 0 < t.ema_rate < 1:
         raise ValueError(f"trainer.ema_rate must be in (0, 1), got {t.ema_rate}")
+    for name in ("max_minutes", "max_flops"):
+        if getattr(t, name) is not None and not getattr(t, name) > 0:
+            raise ValueError(f"trainer.{name} must be > 0 (or null for no budget), got {getattr(t, name)}")
+    if t.max_flops is not None and not t.count_flops:
+        raise ValueError("trainer.max_flops needs trainer.count_flops=true")
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident set size (``None`` where the platform has no ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)  # bytes on macOS, KiB on Linux
+
+
+def device_name(device: torch.device) -> str:
+    """``cpu`` or ``cuda (NVIDIA H100 80GB HBM3)``: the device as results tables show it."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
 
 
 def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) -> dict:
@@ -339,6 +374,8 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
         cfg.model.name, cfg.model.size, cfg.task.name, task_meta=meta_task, **model_overrides(cfg.model)
     )
     model.to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # this run's peak, not an earlier run's in the same process
     n_params = sum(p.numel() for p in model.parameters())
     opt = make_optimizer(model, t)
     ema = EMA(model, t.ema_rate) if t.ema else None
@@ -374,6 +411,8 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
     carries: list[Carry] | None = None
     step = 0
     resume_step = None
+    # Budget accounting, checkpointed so a resumed run keeps counting: training-loop seconds and measured FLOPs.
+    spent = {"seconds": 0.0, "flops": 0.0}
     if t.resume:
         try:
             ckpt = find_checkpoint(run_dir)
@@ -402,6 +441,7 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
             if device.type == "cuda" and state["rng"][rank].get("cuda") is not None:
                 torch.cuda.set_rng_state(state["rng"][rank]["cuda"], device)
             step = resume_step = int(state["step"])
+            spent = {"seconds": float(state.get("train_seconds", 0.0)), "flops": float(state.get("train_flops", 0.0))}
             if is_main:
                 print(f"resuming {run_dir} from step {step}", file=sys.stderr)
 
@@ -434,6 +474,8 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
             "stream": [g["stream"] for g in gathered],
             "carries": [g["carries"] for g in gathered],
             "rng": [g["rng"] for g in gathered],
+            "train_seconds": spent["seconds"],
+            "train_flops": spent["flops"],
         }
         weights = ema.weights(model) if ema else model.state_dict()
         return save_checkpoint(
@@ -466,42 +508,68 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
         return metrics
 
     if is_main:
+        budget = "".join(
+            f", at most {v:g} {u}" for v, u in ((t.max_minutes, "min"), (t.max_flops, "FLOPs")) if v is not None
+        )
         print(
             f"{cfg.model.name}-{cfg.model.size} ({n_params / 1e6:.2f}M params) on {cfg.task.name} [{root}], "
-            f"{device} {precision}, batch {t.batch_size}, {t.steps} steps -> {run_dir}",
+            f"{device} {precision}, batch {t.batch_size}, {t.steps} steps{budget} -> {run_dir}",
             file=sys.stderr,
         )
+
+    def budget_spent() -> float:
+        # The fraction of the tightest budget used (0 without budgets).
+        fractions = [0.0]
+        if t.max_minutes is not None:
+            fractions.append(spent["seconds"] / (60 * t.max_minutes))
+        if t.max_flops is not None:
+            fractions.append(spent["flops"] / t.max_flops)
+        return max(fractions)
+
+    flops_per_step: float | None = None  # the latest measurement, extrapolated until the next one
+    last_nstep: float | None = None
+    stopped_by = "steps"
     bar = tqdm(total=t.steps, initial=step, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
     sums: dict[str, float] = {}
     solver_sums = np.zeros(2)
     last_eval: dict = {}
     try:
         while step < t.steps:
+            if budget_spent() >= 1.0:
+                stopped_by = "minutes" if t.max_minutes and spent["seconds"] >= 60 * t.max_minutes else "flops"
+                break
+            t_step = time.time()
             batch = {k: v.to(device, non_blocking=True) for k, v in stream.next().items()}
             if carries is None:
                 carries = [
                     model.initial_carry({k: v[i * micro : (i + 1) * micro] for k, v in batch.items()})
                     for i in range(t.grad_accum)
                 ]
-            factor = lr_factor(step, t.lr_warmup_steps, t.steps, t.lr_min_ratio)
+            factor = lr_factor(step, t.lr_warmup_steps, t.steps, t.lr_min_ratio, budget_spent())
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * factor
             ddp_model.train()
             loss_total = 0.0
-            for i in range(t.grad_accum):
-                mb = {k: v[i * micro : (i + 1) * micro] for k, v in batch.items()}
-                with autocast_for(device, precision):
-                    carries[i], out = ddp_model(carries[i], mb)
-                loss, s = act_loss(out, carries[i].data["labels"], carries[i].halted, cfg.model.loss_type)
-                (loss / t.grad_accum).backward()
-                loss_total += loss.item() / t.grad_accum
-                for k, v in s.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                if "solver_nstep" in out:
-                    solver_sums += (
-                        out["solver_nstep"].float().mean().item(),
-                        out["solver_residual"].float().mean().item(),
-                    )
+            measure = t.count_flops and (flops_per_step is None or step % t.log_interval == 0)
+            counter = FlopCounterMode(display=False) if measure else None
+            with counter if counter is not None else contextlib.nullcontext():
+                for i in range(t.grad_accum):
+                    mb = {k: v[i * micro : (i + 1) * micro] for k, v in batch.items()}
+                    with autocast_for(device, precision):
+                        carries[i], out = ddp_model(carries[i], mb)
+                    loss, s = act_loss(out, carries[i].data["labels"], carries[i].halted, cfg.model.loss_type)
+                    (loss / t.grad_accum).backward()
+                    loss_total += loss.item() / t.grad_accum
+                    for k, v in s.items():
+                        sums[k] = sums.get(k, 0.0) + float(v)
+                    if "solver_nstep" in out:
+                        solver_sums += (
+                            out["solver_nstep"].float().mean().item(),
+                            out["solver_residual"].float().mean().item(),
+                        )
+            if counter is not None:
+                # FLOPs of this rank's micro-batches; the ranks run the same shapes, so the step is world x that.
+                flops_per_step = float(counter.get_total_flops()) * world
             if not math.isfinite(loss_total):
                 raise TrainingError(
                     f"loss is {loss_total} at step {step + 1}; lower trainer.lr, try trainer.precision=fp32, or "
@@ -514,6 +582,13 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
             if ema is not None:
                 ema.update(model)
             step += 1
+            spent["flops"] += flops_per_step or 0.0
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # the step's wall time, not its launch time
+            elapsed = time.time() - t_step
+            if world > 1:  # every rank must stop at the same step: take the slowest rank's clock
+                elapsed = float(_all_reduce(torch.tensor([elapsed], device=device), world, op="max")[0])
+            spent["seconds"] += elapsed
             sums["loss"] = sums.get("loss", 0.0) + loss_total
             sums["_steps"] = sums.get("_steps", 0.0) + 1
             bar.update(1)
@@ -531,13 +606,19 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
                     "train/q_halt_accuracy": totals.get("q_halt_accuracy", 0.0) / halted,
                     "train/lr": opt.param_groups[0]["lr"],
                     "train/minutes": (time.time() - t0) / 60,
+                    "train/loop_minutes": spent["seconds"] / 60,
+                    "train/samples": step * t.batch_size,
                     "act/halted_per_step": totals.get("count", 0.0) / n_steps / t.batch_size,
                     "act/steps_mean": float(torch.cat([c.steps for c in carries]).float().mean()),
                 }
                 if "q_continue_loss" in totals and cfg.model.name == "hrm":
                     metrics["train/q_continue_loss"] = totals["q_continue_loss"] / (n_steps * t.batch_size)
+                if t.count_flops:
+                    metrics["compute/flops"] = spent["flops"]
+                    metrics["compute/flops_per_sample"] = (flops_per_step or 0.0) / t.batch_size
                 if solver_sums.any():
                     metrics["solver/nstep_mean"] = solver_sums[0] / (n_steps * t.grad_accum)
+                    last_nstep = metrics["solver/nstep_mean"]
                     metrics["solver/residual_mean"] = solver_sums[1] / (n_steps * t.grad_accum)
                 logger.log(step, metrics)
                 bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", exact=f"{metrics['train/exact_accuracy']:.3f}")
@@ -560,6 +641,35 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
     if world > 1:
         dist.barrier()
     if is_main:
-        result = {**result, "checkpoint": str(ckpt), "minutes": (time.time() - t0) / 60, "parameters": n_params}
+        run = {
+            "model": cfg.model.name,
+            "size": cfg.model.size,
+            "task": cfg.task.name,
+            "device": device_name(device),
+            "precision": precision,
+            "seed": t.seed,
+            "world": world,
+            "steps": step,
+            "batch_size": t.batch_size,
+            "samples": step * t.batch_size,
+            "train_minutes": spent["seconds"] / 60,
+            "train_flops": spent["flops"] if t.count_flops else None,
+            "flops_per_sample": spent["flops"] / max(step * t.batch_size, 1) if t.count_flops else None,
+            "stopped_by": stopped_by,
+            "max_minutes": t.max_minutes,
+            "max_flops": t.max_flops,
+            "solver_nstep_mean": last_nstep,
+            # Peak memory: the CUDA allocator's high-water mark, or the process's peak resident set on CPU (the
+            # whole process, so a fresh process per run gives the run's own peak).
+            "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+            "peak_rss_bytes": peak_rss_bytes(),
+        }
+        result = {
+            **result,
+            "checkpoint": str(ckpt),
+            "minutes": (time.time() - t0) / 60,
+            "parameters": n_params,
+            "run": run,
+        }
         (run_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -23,7 +24,7 @@ from puzzles.build import build
 from puzzles.errors import DatasetError
 from recursive_models import MODELS, load_checkpoint
 from recursive_models.config import register_configs
-from recursive_models.trainer import TrainingError, train
+from recursive_models.trainer import TrainingError, lr_factor, train
 
 register_configs()
 RECORDED = Path(__file__).parent / "data" / "recorded_losses.json"
@@ -107,9 +108,48 @@ def test_resume_after_kill_matches_uninterrupted(model: str, sudoku6_dir: Path, 
     for k in ("eval/exact_accuracy", "eval/cell_accuracy", "act/halt_steps_mean"):
         assert resumed[k] == full[k], k
     assert _losses(tmp_path / "killed") == _losses(tmp_path / "full")
+    # Budget accounting survives the kill: FLOPs count every step once.
+    assert resumed["run"]["train_flops"] == full["run"]["train_flops"] > 0
     a = load_file(Path(full["checkpoint"]) / "model.safetensors")
     b = load_file(Path(resumed["checkpoint"]) / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.e2e
+def test_budgets_stop_runs_and_results_describe_them(sudoku6_dir: Path, tmp_path: Path) -> None:
+    base = train(_cfg(sudoku6_dir, tmp_path / "base", "model=trm"))
+    run = base["run"]
+    assert run["model"] == "trm" and run["task"] == "sudoku6" and run["device"] == "cpu"
+    assert run["steps"] == 4 and run["samples"] == 32 and run["stopped_by"] == "steps"
+    per_step = run["train_flops"] / 4  # TRM's shapes are fixed, so every step costs the same
+    assert per_step > 0 and run["flops_per_sample"] == pytest.approx(per_step / 8)
+    # Twice the batch, twice the FLOPs: the counter measures the work, not a constant.
+    wide = train(_cfg(sudoku6_dir, tmp_path / "wide", "model=trm", "trainer.batch_size=16"))
+    assert wide["run"]["train_flops"] == pytest.approx(2 * run["train_flops"], rel=1e-6)
+    # A FLOP budget of 2.5 steps stops after the third step (the first one at or past the budget).
+    capped = train(
+        _cfg(sudoku6_dir, tmp_path / "flops", "model=trm", "trainer.steps=100", f"trainer.max_flops={2.5 * per_step}")
+    )
+    assert capped["run"]["steps"] == 3 and capped["run"]["stopped_by"] == "flops"
+    assert capped["checkpoint"].endswith("step_0000003") and capped["eval/count"] == 16
+    # A wall-time budget stops long before the step count and is honoured to within one step.
+    timed = train(_cfg(sudoku6_dir, tmp_path / "time", "model=trm", "trainer.steps=100000", "trainer.max_minutes=0.01"))
+    r = timed["run"]
+    assert r["stopped_by"] == "minutes" and 1 <= r["steps"] < 100000 and r["max_minutes"] == 0.01
+    assert 0.01 <= r["train_minutes"] < 0.01 + 5 * r["train_minutes"] / r["steps"]
+    with pytest.raises(ValueError, match=r"max_flops needs trainer\.count_flops=true"):
+        train(_cfg(sudoku6_dir, tmp_path / "bad", "trainer.max_flops=1e9", "trainer.count_flops=false"))
+    with pytest.raises(ValueError, match=r"trainer\.max_minutes must be > 0"):
+        train(_cfg(sudoku6_dir, tmp_path / "bad", "trainer.max_minutes=0"))
+
+
+def test_lr_schedule_follows_the_budget() -> None:
+    # Without a budget the cosine runs on steps; a budget further along moves it ahead.
+    assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)  # warmup
+    assert lr_factor(55, 10, 100, 0.1) == pytest.approx(0.55)  # halfway through the decay
+    assert lr_factor(55, 10, 100, 0.1, budget_spent=1.0) == pytest.approx(0.1)
+    assert lr_factor(12, 10, 1_000_000, 0.1, budget_spent=0.5) == pytest.approx(0.55)
+    assert lr_factor(12, 10, 100, 1.0, budget_spent=0.9) == 1.0  # constant schedule stays constant
 
 
 def test_config_typo_fails_at_composition() -> None:
@@ -196,6 +236,28 @@ def test_cli_train_then_evaluate(sudoku6_dir: Path, tmp_path: Path) -> None:
     assert p.returncode == 2 and "unknown solver option" in p.stderr
     p = _run("recursive_models.train", f"task.data_dir={tmp_path / 'nowhere'}", f"trainer.out_dir={tmp_path / 'r'}")
     assert p.returncode == 2 and "not a dataset folder" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.e2e
+def test_multirun_sweep_then_report(sudoku6_dir: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    common = [f"task.data_dir={sudoku6_dir}", "trainer.steps=2", "trainer.batch_size=8", "trainer.progress=false"]
+    p = _run("recursive_models.train", "-m", "model=trm,transformer", "model.hidden_size=32", "model.num_heads=2",
+             *common, f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    runs = sorted(d.name for d in sweep.iterdir() if (d / "results.json").is_file())
+    # one folder per run, named by the overrides that change results (no paths)
+    assert runs == [f"model.hidden_size=32,model.num_heads=2,model={m},trainer.batch_size=8,trainer.steps=2"
+                    for m in ("transformer", "trm")]  # fmt: skip
+    for d in runs:  # each run's checkpoint and config live in its own folder
+        assert (sweep / d / ".hydra" / "config.yaml").is_file() and (sweep / d / "checkpoints" / "latest").exists()
+    p = _run("recursive_models.report", str(sweep))
+    assert p.returncode == 0, p.stderr
+    table = pd.read_csv(sweep / "report" / "report.csv")
+    measured = table[table["source"] == "measured"].set_index("model")
+    assert sorted(measured.index) == ["transformer", "trm"]
+    assert (measured["steps"] == 2).all() and (measured["train_flops"] > 0).all()
+    assert (sweep / "report" / "accuracy_vs_parameters.png").stat().st_size > 0
 
 
 def test_evaluate_limit_is_not_reportable_and_maze_paths(tmp_path: Path) -> None:
