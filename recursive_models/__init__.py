@@ -8,7 +8,9 @@ Train: ``python -m recursive_models.train model=attractor size=27m task=sudoku-e
 Evaluate: ``python -m recursive_models.evaluate runs/my-run``.
 Layout: ``layers.py`` (shared blocks), ``base.py`` (config, carry, ACT), ``models/`` (one file per model),
 ``registry.py``, ``losses.py``, ``config.py`` + ``conf/`` (hydra), ``trainer.py``, ``checkpoint.py``,
-``evaluation.py``, ``train.py`` / ``evaluate.py`` (CLIs).
+``evaluation.py``, ``train.py`` / ``evaluate.py`` (CLIs), ``convert.py`` (import TRM/HRM reference checkpoints:
+``python -m recursive_models.convert --from trm STEP_FILE OUT_DIR``), ``reference.py`` (the reference code from a
+local checkout, for fidelity tests and benchmarks).
 """
 
 import recursive_models.models  # noqa: F401 -- registers the built-in models in MODELS

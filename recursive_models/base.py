@@ -80,6 +80,9 @@ class ModelConfig:
         pos_encodings: ``rope``, ``learned`` or ``none``.
         norm: ``post`` (HRM/TRM) or ``pre``.
         puzzle_emb_len: positions given to the puzzle-identifier embedding (0 for none).
+        puzzle_emb_ndim: width of the learned puzzle-identifier embedding, zero-padded to ``puzzle_emb_len``
+            positions; 0 means all ``puzzle_emb_len * hidden_size`` (TRM: 16 positions, ``hidden_size`` wide).
+            Unused when ``puzzle_emb_len`` is 0.
         halt_max_steps: supervision steps ``N_sup``.
         halt_exploration_prob: probability of enforcing a random minimum number of steps in training.
         act_continue: HRM's Q-learning continue head (halt when ``q_halt > q_continue``); otherwise TRM's
@@ -104,6 +107,7 @@ class ModelConfig:
     pos_encodings: str = "rope"
     norm: str = "post"
     puzzle_emb_len: int = 1
+    puzzle_emb_ndim: int = 0
     halt_max_steps: int = 16
     halt_exploration_prob: float = 0.1
     act_continue: bool = False
@@ -156,6 +160,7 @@ class RecursiveModel(nn.Module):
             c.hidden_size,
             num_puzzle_identifiers=c.num_puzzle_identifiers,
             puzzle_emb_len=c.puzzle_emb_len,
+            puzzle_emb_ndim=c.puzzle_emb_ndim,
             pos_encodings=c.pos_encodings,
             num_heads=c.num_heads,
         )

@@ -57,6 +57,7 @@ class ModelSection:
     pos_encodings: str | None = None
     norm: str | None = None
     puzzle_emb_len: int | None = None
+    puzzle_emb_ndim: int | None = None
     halt_max_steps: int | None = None
     halt_exploration_prob: float | None = None
     act_continue: bool | None = None

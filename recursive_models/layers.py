@@ -143,7 +143,8 @@ class TokenMixMLP(nn.Module):
 class Block(nn.Module):
     """One transformer block: token mixer (attention or MLP-T) then SwiGLU, each with a residual.
 
-    ``norm="post"`` is HRM/TRM's ``x = norm(x + f(x))``; ``norm="pre"`` is ``x = x + f(norm(x))``.
+    ``norm="post"`` is HRM/TRM's ``x = norm(x + f(x))``; ``norm="pre"`` is ``x = x + f(norm(x))``. With the MLP-T
+    mixer and post-norm the first norm runs over the sequence axis, as in TRM (``mlp_t=True``).
     """
 
     def __init__(
@@ -174,7 +175,14 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, rope=None) -> torch.Tensor:  # noqa: D102
         if self.norm == "post":
-            x = rms_norm(x + self.mixer(x, rope), self.eps)
+            if isinstance(self.mixer, TokenMixMLP):
+                # TRM's MLP-T normalises the token-mixing residual along the *sequence* axis: it adds and
+                # normalises while the tensor is still transposed to (B, D, S). Normalising over D instead
+                # would be a different model (and not the one TRM's Sudoku result was trained with).
+                xt = x.transpose(1, 2)  # (B, D, S)
+                x = rms_norm(xt + self.mixer.mlp(xt), self.eps).transpose(1, 2)  # (B, S, D)
+            else:
+                x = rms_norm(x + self.mixer(x, rope), self.eps)
             return rms_norm(x + self.mlp(x), self.eps)
         x = x + self.mixer(rms_norm(x, self.eps), rope)
         return x + self.mlp(rms_norm(x, self.eps))
@@ -202,7 +210,10 @@ class InputEncoder(nn.Module):
     """Tokens and puzzle identifier -> scaled input embedding ``(B, S, D)``.
 
     The puzzle-identifier embedding (zero-initialised, as HRM/TRM) fills the first ``puzzle_emb_len`` positions;
-    its table is a separate parameter so the optimiser can give it its own learning rate and weight decay.
+    its table is a separate parameter so the optimiser can give it its own learning rate and weight decay. It
+    has ``puzzle_emb_ndim`` columns (default: all ``puzzle_emb_len * hidden``); a narrower table is zero-padded
+    to the ``puzzle_emb_len`` positions, as TRM does with its 16 positions and a ``hidden``-wide embedding, so
+    the padded positions stay zero in training too.
     """
 
     def __init__(
@@ -213,6 +224,7 @@ class InputEncoder(nn.Module):
         *,
         num_puzzle_identifiers: int = 1,
         puzzle_emb_len: int = 1,
+        puzzle_emb_ndim: int = 0,
         pos_encodings: str = "rope",
         num_heads: int = 8,
         rope_base: float = 10000.0,
@@ -227,9 +239,16 @@ class InputEncoder(nn.Module):
         self.scale = math.sqrt(hidden)
         self.embed_tokens = nn.Embedding(vocab_size, hidden)
         trunc_normal_(self.embed_tokens.weight, std=1.0 / self.scale)
+        full = puzzle_emb_len * hidden
+        if puzzle_emb_len > 0 and not 0 <= puzzle_emb_ndim <= full:  # no positions: no embedding, ndim unused
+            raise ValueError(
+                f"puzzle_emb_ndim={puzzle_emb_ndim} must be between 0 (= puzzle_emb_len * hidden) and "
+                f"puzzle_emb_len * hidden = {full}"
+            )
+        self.puzzle_emb_ndim = puzzle_emb_ndim or full
         self.puzzle_emb = None
         if puzzle_emb_len > 0:
-            self.puzzle_emb = nn.Embedding(num_puzzle_identifiers, puzzle_emb_len * hidden)
+            self.puzzle_emb = nn.Embedding(num_puzzle_identifiers, self.puzzle_emb_ndim)
             nn.init.zeros_(self.puzzle_emb.weight)
         self.pos_encodings = pos_encodings
         self.embed_pos = None
@@ -247,7 +266,11 @@ class InputEncoder(nn.Module):
         """``inputs (B, seq_len)`` int64, ``puzzle_identifiers (B,)`` -> ``(B, S, D)``."""
         emb = self.embed_tokens(inputs)
         if self.puzzle_emb is not None:
-            pe = self.puzzle_emb(puzzle_identifiers).view(-1, self.puzzle_emb_len, self.hidden)
+            pe = self.puzzle_emb(puzzle_identifiers)  # (B, puzzle_emb_ndim)
+            pad = self.puzzle_emb_len * self.hidden - pe.shape[-1]
+            if pad:
+                pe = F.pad(pe, (0, pad))
+            pe = pe.view(-1, self.puzzle_emb_len, self.hidden)
             emb = torch.cat((pe.to(emb.dtype), emb), dim=1)
         if self.embed_pos is not None:
             # Scale by 1/sqrt(2) so the sum keeps the variance of one embedding (as HRM/TRM).

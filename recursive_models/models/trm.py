@@ -27,10 +27,12 @@ from recursive_models.registry import register_model
 class TRM(RecursiveModel):
     """Tiny Recursive Model; state ``(y, z)``, each ``(B, S, D)``."""
 
+    # The reference sizes give the puzzle embedding TRM's 16 positions of which only the first is learned
+    # (``puzzle_emb_len: 16``, ``puzzle_emb_ndim: hidden_size`` in TRM's arch config); tiny keeps one position.
     SIZES: ClassVar[dict[str, dict]] = {
         "tiny": {"hidden_size": 64, "num_heads": 4, "layers": 2, "h_cycles": 2, "l_cycles": 3, "halt_max_steps": 8},
-        "7m": {"hidden_size": 512, "num_heads": 8, "layers": 2},
-        "27m": {"hidden_size": 512, "num_heads": 8, "layers": 8},
+        "7m": {"hidden_size": 512, "num_heads": 8, "layers": 2, "puzzle_emb_len": 16, "puzzle_emb_ndim": 512},
+        "27m": {"hidden_size": 512, "num_heads": 8, "layers": 8, "puzzle_emb_len": 16, "puzzle_emb_ndim": 512},
     }
     TASK_ARCH: ClassVar[dict[str, dict]] = {
         "sudoku": {"h_cycles": 3, "l_cycles": 6},

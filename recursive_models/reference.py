@@ -1,0 +1,166 @@
+"""Use the official TRM / HRM code from a local checkout, for fidelity tests and benchmarks (never needed to train).
+
+    from recursive_models.reference import load_reference, build_reference_model
+    ref = load_reference("/tmp/refs/TRM", "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1")
+    act = build_reference_model(ref, our_model.config, batch_size=64)   # their ACT wrapper, same architecture
+    head = ref.loss_head_cls(act, loss_type="stablemax_cross_entropy")  # what their pretrain.py trains
+
+Checkouts: ``git clone https://github.com/SamsungSAILMontreal/TinyRecursiveModels`` and
+``https://github.com/sapientinc/HRM``, kept outside this repository (the tests read ``ATTRACTOR_REFERENCE_TRM`` and
+``ATTRACTOR_REFERENCE_HRM``). Nothing from them is copied here; this module only imports them.
+
+Both repositories are a top-level package named ``models``, so every import runs with the checkout first on
+``sys.path`` and puts the previous ``models`` modules back afterwards: two checkouts work in one process. HRM's
+attention calls ``flash_attn_func``, which needs CUDA; without flash-attn (or with ``cpu_attention=True``) a CPU
+stand-in with the same signature, built on `torch.nn.functional.scaled_dot_product_attention`, is what their
+module imports. TRM's layers need ``einops``; a minimal ``rearrange`` for the two patterns they use stands in when
+einops is not installed. Their model code itself runs unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import subprocess
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from recursive_models.base import ModelConfig
+from recursive_models.convert import REFERENCE_ARCHS, reference_arch
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Classes of one reference architecture, imported from a checkout.
+
+    Attributes:
+        root: the checkout.
+        arch: the ``arch.name`` (``module@Class``, relative to their ``models`` package).
+        model_cls: their ACT wrapper (``TinyRecursiveReasoningModel_ACTV1`` / ``HierarchicalReasoningModel_ACTV1``).
+        loss_head_cls: ``models.losses.ACTLossHead``.
+        sparse_optimizer_cls: ``models.sparse_embedding.CastedSparseEmbeddingSignSGD_Distributed``.
+        commit: the checkout's git commit, when it is a git work tree.
+    """
+
+    root: Path
+    arch: str
+    model_cls: type
+    loss_head_cls: type
+    sparse_optimizer_cls: type
+    commit: str | None
+
+
+def flash_attn_func(q, k, v, dropout_p: float = 0.0, softmax_scale=None, causal: bool = False, **_unused):
+    """CPU stand-in for ``flash_attn.flash_attn_func``: ``(B, S, H, D)`` in and out, through SDPA."""
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        dropout_p=dropout_p,
+        is_causal=causal,
+        scale=softmax_scale,
+    )
+    return out.transpose(1, 2)
+
+
+def _rearrange(t: torch.Tensor, pattern: str) -> torch.Tensor:
+    # The only einops patterns TRM's layers use: swap the sequence and head axes.
+    if pattern.replace(" ", "") in ("BSHD->BHSD", "BHSD->BSHD"):
+        return t.transpose(1, 2)
+    raise NotImplementedError(f"einops stand-in: pattern {pattern!r} (install einops)")
+
+
+@contextlib.contextmanager
+def _imports_from(root: Path, cpu_attention: bool):
+    """``sys.path`` and ``sys.modules`` set up for importing ``models.*`` from ``root``, then restored."""
+    names = ("models", "flash_attn", "flash_attn_interface", "einops")
+    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] in names}
+    for k in saved:
+        del sys.modules[k]
+    if cpu_attention or importlib.util.find_spec("flash_attn") is None:
+        sys.modules["flash_attn_interface"] = None  # type: ignore[assignment] -- makes that import fail
+        sys.modules["flash_attn"] = types.SimpleNamespace(flash_attn_func=flash_attn_func)  # type: ignore[assignment]
+    if "einops" in saved:
+        sys.modules["einops"] = saved["einops"]
+    elif importlib.util.find_spec("einops") is None:
+        sys.modules["einops"] = types.SimpleNamespace(rearrange=_rearrange)  # type: ignore[assignment]
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(root))
+        for k in [k for k in sys.modules if k.split(".")[0] in names]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+
+
+_CACHE: dict[tuple[str, str, bool], Reference] = {}
+
+
+def load_reference(root: str | Path, arch: str, cpu_attention: bool = True) -> Reference:
+    """Import an architecture (``module@Class`` as in their configs) and its loss head from a checkout.
+
+    Raises:
+        FileNotFoundError: ``root`` has no ``models/`` package.
+        ImportError: a dependency of theirs is missing (e.g. ``pydantic``).
+    """
+    root = Path(root).resolve()
+    key = (str(root), arch, cpu_attention)
+    if key in _CACHE:
+        return _CACHE[key]
+    if not (root / "models").is_dir():
+        raise FileNotFoundError(f"{root} is not a TRM/HRM checkout (no models/ folder)")
+    module_name, class_name = arch.split("@")
+    with _imports_from(root, cpu_attention):
+        model_cls = getattr(importlib.import_module("models." + module_name), class_name)
+        loss_head_cls = importlib.import_module("models.losses").ACTLossHead
+        sparse_cls = importlib.import_module("models.sparse_embedding").CastedSparseEmbeddingSignSGD_Distributed
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip() if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    ref = Reference(root, arch, model_cls, loss_head_cls, sparse_cls, commit)
+    _CACHE[key] = ref
+    return ref
+
+
+def load_reference_for(config: ModelConfig, root: str | Path, cpu_attention: bool = True) -> Reference:
+    """The reference architecture of one of our configs (``trm`` -> TRM's, ``hrm`` -> HRM's ``hrm_act_v1``)."""
+    return load_reference(root, REFERENCE_ARCHS[config.name][0], cpu_attention)
+
+
+def reference_model_config(config: ModelConfig, batch_size: int, forward_dtype: str = "float32") -> dict[str, Any]:
+    """The ``config_dict`` their ACT wrapper takes for our ``config`` (what their ``create_model`` passes)."""
+    arch = reference_arch(config, forward_dtype)
+    arch.pop("name")
+    return {
+        **arch,
+        "batch_size": batch_size,
+        "seq_len": config.seq_len,
+        "vocab_size": config.vocab_size,
+        "num_puzzle_identifiers": config.num_puzzle_identifiers,
+        "causal": False,  # pretrain.py adds it; their config classes ignore it
+    }
+
+
+def build_reference_model(
+    ref: Reference,
+    config: ModelConfig,
+    batch_size: int,
+    forward_dtype: str = "float32",
+    device: str | torch.device = "cpu",
+) -> torch.nn.Module:
+    """Their ACT wrapper for our ``config``, freshly initialised by their code on ``device``.
+
+    ``batch_size`` must be the training batch: their sparse puzzle embedding keeps a gradient buffer of that size.
+    """
+    with torch.device(device):
+        return ref.model_cls(reference_model_config(config, batch_size, forward_dtype))
