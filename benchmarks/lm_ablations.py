@@ -43,6 +43,31 @@ def _flatten(d: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def plot(res: dict, path: str) -> None:
+    """One bar panel per ablation group: perplexity, labelled with mean iterations and saved memory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = res["groups"]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4.2), squeeze=False)
+    for ax, (group, variants) in zip(axes[0], groups.items(), strict=True):
+        names = list(variants)
+        vals = [variants[n]["val_ppl"] for n in names]
+        ax.bar(names, vals, color=[f"C{i}" for i in range(len(names))])
+        for i, n in enumerate(names):
+            v = variants[n]
+            label = f"{vals[i]:.1f}\n{v['solver_nstep']:.1f} it\n{v['saved_mib']:.0f} MiB"
+            ax.text(i, vals[i], label, ha="center", va="bottom", fontsize=8)
+        ax.set_yscale("log")  # one failed variant (perplexity ~500) would flatten the others on a linear axis
+        ax.set_ylim(min(vals) * 0.5, max(vals) * 1.6)
+        ax.set(title=group, ylabel="validation perplexity (log)")
+    fig.suptitle(f"Attractor LM ablations ({res['size']}, {res['device']}): perplexity, iterations, saved memory")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", choices=list(GROUPS), default=list(GROUPS))
@@ -52,8 +77,12 @@ def main() -> None:
     p.add_argument("--runs", default="runs/lm_ablations")
     p.add_argument("--out")
     p.add_argument("--png")
+    p.add_argument("--replot", help="only redraw --png from this results JSON")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text()), args.png)
+        return
     register_lm_configs()
     res = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__, "device": args.device,
            "size": args.size, "command": " ".join(sys.argv), "groups": {}}  # fmt: skip
@@ -103,24 +132,7 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(text + "\n")
     if args.png:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        groups = res["groups"]
-        fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
-        for ax, (group, variants) in zip(axes[0], groups.items(), strict=True):
-            names = list(variants)
-            vals = [variants[n]["val_ppl"] for n in names]
-            ax.bar(names, vals)
-            for i, n in enumerate(names):
-                v = variants[n]
-                ax.text(i, vals[i], f"{vals[i]:.1f}\n{v['solver_nstep']:.1f} it", ha="center", va="bottom", fontsize=8)
-            ax.set(title=f"{group}", ylabel="validation perplexity")
-        fig.suptitle(f"Attractor LM ablations ({args.size}, {args.device})")
-        fig.tight_layout()
-        fig.savefig(args.png, dpi=110)
+        plot(res, args.png)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ def main() -> None:
             cfg = compose("config", overrides=over)
         t0 = time.time()
         res = train(cfg)
+        results["threads"] = torch.get_num_threads()  # after train(), which applies trainer.threads
         rows = [json.loads(ln) for ln in Path(cfg.trainer.out_dir, "metrics.jsonl").read_text().splitlines()]
         entry = {
             "parameters": res["parameters"],
@@ -96,6 +97,9 @@ def main() -> None:
         plot(results, args.png)
 
 
+COLORS = {"gpt": "C0", "parcae": "C1", "deq": "C2", "attractor": "C3"}  # one colour per family in every panel
+
+
 def plot(results: dict, path: str) -> None:
     import matplotlib
 
@@ -106,11 +110,11 @@ def plot(results: dict, path: str) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     for name, e in fams.items():
         steps, losses = zip(*e["curve"], strict=True)
-        axes[0].plot(steps, losses, label=f"{name} ({e['parameters'] / 1e6:.2f}M)")
+        axes[0].plot(steps, losses, color=COLORS.get(name), label=f"{name} ({e['parameters'] / 1e6:.2f}M)")
     axes[0].set(xlabel="step", ylabel="train loss (nats/token)", title="training")
     axes[0].legend()
     names = list(fams)
-    axes[1].bar(names, [fams[n]["val_ppl"] for n in names], color="C0")
+    axes[1].bar(names, [fams[n]["val_ppl"] for n in names], color=[COLORS.get(n, "C7") for n in names])
     for i, n in enumerate(names):
         axes[1].text(i, fams[n]["val_ppl"], f"{fams[n]['val_ppl']:.1f}", ha="center", va="bottom")
     axes[1].set(ylabel="validation perplexity", title="equal parameters and tokens")
@@ -118,14 +122,14 @@ def plot(results: dict, path: str) -> None:
         if "iters_sweep" in e:
             sweep = {int(t): v for t, v in e["iters_sweep"].items()}  # JSON keys are strings
             ts = sorted(sweep)
-            axes[2].plot(ts, [sweep[t]["ppl"] for t in ts], marker="o", label=name)
+            axes[2].plot(ts, [sweep[t]["ppl"] for t in ts], marker="o", color=COLORS.get(name), label=name)
     axes[2].set(xscale="symlog", yscale="log", xlabel="test-time iterations T", ylabel="validation perplexity",
                 title="perplexity vs test-time iterations")  # fmt: skip
     axes[2].legend()
     for name, e in fams.items():
         if e.get("solver_curve") and name in ("deq", "attractor"):
             steps, nstep = zip(*e["solver_curve"], strict=True)
-            axes[3].plot(steps, nstep, label=name)
+            axes[3].plot(steps, nstep, color=COLORS.get(name), label=name)
     axes[3].set(xlabel="step", ylabel="solver iterations (mean)", title="solver iterations over training")
     axes[3].legend()
     fig.suptitle(f"LM track, size {results['size']}, {results['device']} ({results['machine']})")
