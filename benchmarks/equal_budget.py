@@ -106,6 +106,12 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def budget_text(doc: dict) -> str:
+    """``10 min`` or ``2e+14 FLOPs``."""
+    b = doc["budget"]
+    return f"{b['minutes']:g} min" if b["minutes"] else f"{b['flops']:.2g} FLOPs"
+
+
 def plot(doc: dict, path: str) -> None:
     """Training exact accuracy against wall time and FLOPs, and the final test accuracies."""
     import matplotlib
@@ -121,7 +127,7 @@ def plot(doc: dict, path: str) -> None:
         (line,) = axes[0].plot(minutes, acc, label=model)
         if all(c[1] for c in curve):
             axes[1].plot([c[1] for c in curve], acc, color=line.get_color(), label=model)
-    budget = f"{doc['budget']['minutes']} min" if doc["budget"]["minutes"] else f"{doc['budget']['flops']:.2g} FLOPs"
+    budget = budget_text(doc)
     axes[0].set(xlabel="training wall time (min)", ylabel="train exact accuracy (ACT-halted samples)")
     axes[1].set(xlabel="training FLOPs (measured)", xscale="log", ylabel="train exact accuracy")
     rows = doc["rows"]
@@ -191,7 +197,7 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
         Path(args.out).with_suffix(".md").write_text(
-            f"# Equal budget: {args.task} {args.size}, {doc['budget']}, {doc['device_name']}\n\n"
+            f"# Equal budget: {args.task} {args.size}, {budget_text(doc)} per model, {doc['device_name']}\n\n"
             f"`{doc['command']}`\n\nMachine: {doc['machine']}\n\n{markdown(rows)}\n"
         )
     if args.png:

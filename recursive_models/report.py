@@ -46,6 +46,7 @@ from tqdm import tqdm
 log = logging.getLogger(__name__)
 
 RESULTS = "results.json"
+FAILED = "error.txt"  # what a failed run of a sweep leaves instead (recursive_models.train)
 MEASURED, REPORTED = "measured", "reported"
 # Metrics copied from results.json (the evaluation of the final weights).
 EVAL_FIELDS = ("eval/exact_accuracy", "eval/exact_accuracy_se", "eval/cell_accuracy", "eval/count", "eval/reportable")
@@ -100,16 +101,16 @@ class ReportError(ValueError):
 # Reading runs
 
 
-def find_results(runs_dir: str | os.PathLike) -> list[Path]:
-    """Every ``results.json`` under ``runs_dir`` (itself included), in sorted order.
+def find_results(runs_dir: str | os.PathLike, name: str = RESULTS) -> list[Path]:
+    """Every ``results.json`` (or file ``name``) under ``runs_dir`` (itself included), in sorted order.
 
     Checkpoint folders and hidden folders (``.hydra``) are not entered: they never hold a run and can be large.
     """
     found = []
     for here, dirs, files in os.walk(runs_dir):
         dirs[:] = sorted(d for d in dirs if d != "checkpoints" and not d.startswith("."))
-        if RESULTS in files:
-            found.append(Path(here) / RESULTS)
+        if name in files:
+            found.append(Path(here) / name)
     return sorted(found)
 
 
@@ -292,7 +293,8 @@ def collect_runs(runs_dir: str | os.PathLike, *, progress: bool | None = None) -
     """One row per finished run under ``runs_dir`` (see `COLUMNS`), sorted by task, model, size, seed.
 
     A ``results.json`` that cannot be read is logged as a warning naming the file and skipped; the skipped paths
-    are in ``df.attrs["skipped"]``.
+    are in ``df.attrs["skipped"]``. Runs of a sweep that failed (an ``error.txt`` and no ``results.json``) are
+    warned about with their error; their ``error.txt`` paths are in ``df.attrs["failed"]``.
 
     Args:
         runs_dir: a folder of runs (searched recursively), or one run folder.
@@ -320,6 +322,11 @@ def collect_runs(runs_dir: str | os.PathLike, *, progress: bool | None = None) -
         df = df.sort_values(["task", "model", "size", "seed", "run"], na_position="last", kind="stable")
         df = df.reset_index(drop=True)
     df.attrs["skipped"] = skipped
+    # Runs of a sweep that failed (`recursive_models.train` leaves error.txt instead of results.json).
+    failed = [f for f in find_results(root, name=FAILED) if not (f.parent / RESULTS).exists()]
+    for path in failed:
+        log.warning("%s: the run failed: %s", path.parent, path.read_text().strip())
+    df.attrs["failed"] = failed
     return df
 
 

@@ -14,13 +14,15 @@ Groups: model (trm, hrm, attractor, transformer), size (tiny, 7m, 27m), task (su
 sudoku-extreme, maze-hard), experiment (conf/experiment/*.yaml). Fields: see `recursive_models.config`.
 Outputs in ``trainer.out_dir``: metrics.jsonl, checkpoints/, results.json, .hydra/ (the composed config).
 With ``-m`` (hydra multirun) every run writes into its own folder of the sweep (``hydra.sweep.dir``/``subdir``,
-``runs/sweep-<date>/<overrides>``) unless ``trainer.out_dir`` is given; runs go one after another.
+``runs/sweep-<date>/<overrides>``) unless ``trainer.out_dir`` is given; runs go one after another, and a run that
+fails with a configuration or data error leaves ``error.txt`` in its folder while the sweep goes on.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -40,12 +42,18 @@ def main(cfg: DictConfig) -> None:
 
     logging.getLogger("recursive_models").setLevel(logging.INFO)
     hc = HydraConfig.get()
-    if hc.mode == RunMode.MULTIRUN and not any(o.startswith("trainer.out_dir=") for o in hc.overrides.task):
+    sweep = hc.mode == RunMode.MULTIRUN
+    if sweep and not any(o.startswith("trainer.out_dir=") for o in hc.overrides.task):
         cfg.trainer.out_dir = hc.runtime.output_dir  # the sweep's run folder (already holds .hydra/)
     try:
         result = train(cfg)
     except (TrainingError, PuzzleError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
+        if sweep:  # one bad run must not end a sweep of many: leave the reason in its folder and go on
+            out = Path(cfg.trainer.out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "error.txt").write_text(f"{type(e).__name__}: {e}\n")
+            return
         sys.exit(2)
     if not result:  # non-zero DDP ranks
         return

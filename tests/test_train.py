@@ -242,17 +242,22 @@ def test_cli_train_then_evaluate(sudoku6_dir: Path, tmp_path: Path) -> None:
 def test_multirun_sweep_then_report(sudoku6_dir: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     common = [f"task.data_dir={sudoku6_dir}", "trainer.steps=2", "trainer.batch_size=8", "trainer.progress=false"]
-    p = _run("recursive_models.train", "-m", "model=trm,transformer", "model.hidden_size=32", "model.num_heads=2",
-             *common, f"hydra.sweep.dir={sweep}")  # fmt: skip
+    # ema_rate=1.5 is refused by the trainer: those two runs fail, the sweep goes on
+    p = _run("recursive_models.train", "-m", "model=trm,transformer", "trainer.ema_rate=0.9,1.5",
+             "model.hidden_size=32", "model.num_heads=2", *common, f"hydra.sweep.dir={sweep}")  # fmt: skip
     assert p.returncode == 0, p.stderr
-    runs = sorted(d.name for d in sweep.iterdir() if (d / "results.json").is_file())
+    assert p.stderr.count("error: trainer.ema_rate must be in (0, 1)") == 2
+    name = "model.hidden_size=32,model.num_heads=2,model={},trainer.batch_size=8,trainer.ema_rate={},trainer.steps=2"
     # one folder per run, named by the overrides that change results (no paths)
-    assert runs == [f"model.hidden_size=32,model.num_heads=2,model={m},trainer.batch_size=8,trainer.steps=2"
-                    for m in ("transformer", "trm")]  # fmt: skip
+    runs = sorted(d.name for d in sweep.iterdir() if (d / "results.json").is_file())
+    assert runs == [name.format(m, 0.9) for m in ("transformer", "trm")]
+    failed = sorted(d.name for d in sweep.iterdir() if (d / "error.txt").is_file())
+    assert failed == [name.format(m, 1.5) for m in ("transformer", "trm")]
     for d in runs:  # each run's checkpoint and config live in its own folder
         assert (sweep / d / ".hydra" / "config.yaml").is_file() and (sweep / d / "checkpoints" / "latest").exists()
     p = _run("recursive_models.report", str(sweep))
     assert p.returncode == 0, p.stderr
+    assert p.stderr.count("the run failed: ValueError: trainer.ema_rate") == 2
     table = pd.read_csv(sweep / "report" / "report.csv")
     measured = table[table["source"] == "measured"].set_index("model")
     assert sorted(measured.index) == ["transformer", "trm"]

@@ -37,6 +37,17 @@ class HRM(RecursiveModel):
             "halt_max_steps": 8,
             "act_continue": True,
         },
+        # Not a published HRM size: HRM's 27m recipe with one layer per module (2 blocks, like TRM 7m), so that
+        # 7M sweeps (`-m model=hrm,trm,... size=7m`) compare like with like.
+        "7m": {
+            "hidden_size": 512,
+            "num_heads": 8,
+            "layers": 1,
+            "h_layers": 1,
+            "h_cycles": 2,
+            "l_cycles": 2,
+            "act_continue": True,
+        },
         "27m": {
             "hidden_size": 512,
             "num_heads": 8,
