@@ -61,6 +61,29 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_weights_folder(
+    folder: Path, weights: dict[str, torch.Tensor], meta: dict, trainer_state: dict | None = None
+) -> Path:
+    """Write ``model.safetensors`` + ``meta.json`` (+ trainer state) as one folder, atomically.
+
+    Everything goes into a hidden sibling first and is renamed into place (replacing an older ``folder``), so a
+    crash leaves either the old folder or the new one, never a half-written one.
+    """
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS))
+        _write_json_atomic(tmp / META, meta)
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / TRAINER_STATE)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
 def save_checkpoint(
     run_dir: str | os.PathLike,
     step: int,
@@ -85,19 +108,9 @@ def save_checkpoint(
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:07d}"
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS))
-        _write_json_atomic(tmp / META, {"format_version": FORMAT_VERSION, **meta, "step": step})
-        if trainer_state is not None:
-            torch.save(trainer_state, tmp / TRAINER_STATE)
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    final = write_weights_folder(
+        root / name, weights, {"format_version": FORMAT_VERSION, **meta, "step": step}, trainer_state
+    )
     fd, tmp_latest = tempfile.mkstemp(dir=root, prefix=".latest.")
     with os.fdopen(fd, "w") as fh:
         fh.write(name + "\n")

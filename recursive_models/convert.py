@@ -33,9 +33,7 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -570,9 +568,7 @@ def convert_checkpoint(
     Returns:
         ``(out_dir, meta)``.
     """
-    from safetensors.torch import save_file
-
-    from recursive_models.checkpoint import FORMAT_VERSION, META, WEIGHTS, git_commit
+    from recursive_models.checkpoint import FORMAT_VERSION, git_commit, write_weights_folder
 
     ckpt = Path(checkpoint)
     out = Path(out_dir)
@@ -615,16 +611,7 @@ def convert_checkpoint(
         "step": int(step.group(1)) if step else 0,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
-        (tmp / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_weights_folder(out, model.state_dict(), meta)
     return out, meta
 
 
