@@ -14,7 +14,15 @@ Tests: ``pytest tests/test_equilibrium*.py``.
 
 from equilibrium.backward import BACKWARD_MODES, fixed_point
 from equilibrium.diagnostics import jacobian_penalty, spectral_radius
-from equilibrium.solvers import SOLVERS, anderson, picard, register_solver, solve
+from equilibrium.solvers import (
+    SOLVERS,
+    anderson,
+    picard,
+    register_solver,
+    release_workspace,
+    set_cpu_workspace,
+    solve,
+)
 from equilibrium.stats import SolverStats
 
 __all__ = [
@@ -26,6 +34,8 @@ __all__ = [
     "jacobian_penalty",
     "picard",
     "register_solver",
+    "release_workspace",
+    "set_cpu_workspace",
     "solve",
     "spectral_radius",
 ]

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from equilibrium.diagnostics import hutchinson_at
-from equilibrium.solvers import solve
+from equilibrium.solvers import release_workspace, solve
 from equilibrium.state import State, StatePacker
 from equilibrium.stats import SolverStats
 
@@ -93,6 +93,9 @@ def fixed_point(
     z_star, stats = solve(f, z0, **solve_options)
     if not torch.is_grad_enabled():
         return z_star, stats
+    # Training: do not keep Anderson's CPU history buffer (2m states) allocated through the rest of the step,
+    # where the backward pass usually has the peak; inference solves (no grad) keep it for speed.
+    release_workspace()
 
     packer = StatePacker(z0)
     f_flat = packer.wrap(f)
@@ -148,6 +151,7 @@ def _attach_ift_hook(
             return jtu + v
 
         u, bstats = solve(adjoint, v.detach(), method=method, max_iter=max_iter, tol=tol, stop_mode="rel")
+        release_workspace()  # as after the forward solve: not held through the rest of the backward
         if clip is not None:
             acc = torch.promote_types(v.dtype, torch.float32)
             limit = clip * torch.linalg.vector_norm(v, dim=1, dtype=acc)

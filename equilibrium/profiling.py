@@ -58,8 +58,9 @@ class SavedTensorBytes:
 def peak_allocated_bytes(fn: Callable[[], Any], device: torch.device | str) -> tuple[int, Any]:
     """Peak bytes allocated while ``fn()`` runs, above what was allocated before it.
 
-    CUDA: `torch.cuda.max_memory_allocated`. CPU: the torch profiler's memory events (``Total Allocated``
-    is relative to the start of profiling), so only tensor allocations made by torch count.
+    CUDA: `torch.cuda.max_memory_allocated`. CPU: the torch profiler's memory events, so only tensor
+    allocations made by torch count. The Anderson
+    history kept between CPU solves is released first, so that its allocation inside ``fn`` is counted.
 
     Args:
         fn: the work to measure; its return value is passed through.
@@ -78,6 +79,10 @@ def peak_allocated_bytes(fn: Callable[[], Any], device: torch.device | str) -> t
         return torch.cuda.max_memory_allocated(device) - base, out
     from torch.profiler import ProfilerActivity, profile
 
+    from equilibrium.solvers import release_workspace
+
+    release_workspace()
+
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         out = fn()
     fd, path = tempfile.mkstemp(suffix=".json")
@@ -88,5 +93,11 @@ def peak_allocated_bytes(fn: Callable[[], Any], device: torch.device | str) -> t
             events = json.load(fh)["traceEvents"]
     finally:
         os.unlink(path)
-    totals = [e["args"]["Total Allocated"] for e in events if e.get("name") == "[memory]"]
-    return max([0, *totals]), out
+    mem = sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"])
+    if not mem:
+        return 0, out
+    # "Total Allocated" counts every allocation and free seen while some profiler was on, so it drifts when
+    # memory allocated under an earlier profile is freed outside one; the baseline is the total just before
+    # the first event here.
+    base = mem[0]["args"]["Total Allocated"] - mem[0]["args"]["Bytes"]
+    return max(0, max(e["args"]["Total Allocated"] for e in mem) - base), out

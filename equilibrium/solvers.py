@@ -28,11 +28,21 @@ choices make it fast and robust:
   ``g_i`` in ``[m, 2m)``), used as a ring buffer. The constrained least-squares problem is invariant
   to the order of the history, so after the ring wraps, slots are used as they are; only slots that
   have been written are ever read (the reference Attractor code read empty slots; see the tests).
+
+CPU memory reuse. The CPU has no caching allocator: glibc serves blocks above 32 MiB with a fresh ``mmap``, so
+a new history buffer is page-faulted in on every solve (53 MB for the benchmark's 64×81×256 state at m=5:
+17-27 ms, 10% of a 9-iteration solve), and a fresh iterate per iteration cost another ~1.4 ms. So on CPU
+the history buffer is kept per thread and reused by the next solve of the same shape and dtype
+(`release_workspace` frees it, `set_cpu_workspace(False)` turns the reuse off; a solve nested inside ``f``
+gets its own buffer), and the mix writes each new iterate over the previous one. ``f`` receives a view of
+that iterate: it must not keep a reference to its input past its return (no module in the suite does;
+autograd is off during the solve).
 """
 
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -235,9 +245,10 @@ def picard(f: FlatFn, x0: torch.Tensor, monitor: Monitor, *, max_iter: int, beta
         ``(B, D)``: ``f(z_k)`` for each sample's final iteration ``k``.
     """
     x = x0
+    g = torch.empty_like(x0)  # (B, D) residual, rewritten in place every iteration
     for k in range(max_iter):
         fx = f(x)
-        g = fx - x  # (B, D)
+        torch.sub(fx, x, out=g)
         newly, frozen = monitor.update(k, g, fx)
         # A never-modified fx is returned when possible; masked rows go through torch.where (a new tensor),
         # since fx may alias something of f's (e.g. a constant map).
@@ -245,10 +256,51 @@ def picard(f: FlatFn, x0: torch.Tensor, monitor: Monitor, *, max_iter: int, beta
         last = k == max_iter - 1
         x_next = fx if beta == 1.0 or last else _where_rows(newly, fx, torch.add(x, g, alpha=beta))
         x = _where_rows(frozen, x, x_next)
-        del g
         if monitor.finished(k):
             break
     return x
+
+
+class _Workspace(threading.local):
+    """The CPU history buffer kept for the next solve, per thread (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.buf: torch.Tensor | None = None
+        self.busy = False
+
+
+_WORKSPACE = _Workspace()
+_WORKSPACE_ENABLED = True
+
+
+def release_workspace() -> None:
+    """Free the history buffer kept by Anderson on CPU for this thread (it is reallocated when next needed)."""
+    _WORKSPACE.buf = None
+
+
+def set_cpu_workspace(enabled: bool) -> bool:
+    """Turn the reuse of Anderson's CPU history buffer between solves on or off (all threads); returns the
+    previous setting. Off, every solve allocates its own buffer and frees it on return: lower memory outside
+    solves (the buffer otherwise stays allocated through, e.g., the backward pass), slower large CPU solves.
+    """
+    global _WORKSPACE_ENABLED
+    previous, _WORKSPACE_ENABLED = _WORKSPACE_ENABLED, bool(enabled)
+    if not enabled:
+        release_workspace()
+    return previous
+
+
+def _acquire_history(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, bool]:
+    """An uninitialised history buffer, and whether it is the thread's workspace (to hand back afterwards)."""
+    ws = _WORKSPACE
+    # CUDA has a caching allocator; a solve nested inside f gets its own buffer.
+    if device.type != "cpu" or ws.busy or not _WORKSPACE_ENABLED:
+        return torch.empty(shape, dtype=dtype, device=device), False
+    if ws.buf is None or ws.buf.shape != shape or ws.buf.dtype != dtype:
+        ws.buf = None  # drop the old one first, so that both are never held at once
+        ws.buf = torch.empty(shape, dtype=dtype, device=device)
+    ws.busy = True
+    return ws.buf, True
 
 
 def _anderson_weights(h: torch.Tensor, lam: float, newest: int, eye: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
@@ -288,7 +340,8 @@ def anderson(
 ) -> torch.Tensor:
     """Type-II Anderson acceleration with window ``m``, damping ``beta`` and relative regularisation ``lam``.
 
-    Memory: one ``(B, 2m, D)`` history buffer plus the current iterate and ``f``'s own temporaries.
+    Memory: one ``(B, 2m, D)`` history buffer (on CPU the thread's reused workspace), the iterate and
+    ``f``'s own temporaries.
 
     Args:
         f: ``(B, D) -> (B, D)``.
@@ -302,10 +355,21 @@ def anderson(
     Returns:
         ``(B, D)`` fixed-point estimate (``f(z_k)`` at each sample's final iteration ``k``).
     """
+    hist, owned = _acquire_history((x0.shape[0], 2 * m, x0.shape[1]), x0.dtype, x0.device)
+    try:
+        return _anderson(f, x0, monitor, hist, max_iter=max_iter, m=m, beta=beta, lam=lam)
+    finally:
+        if owned:
+            _WORKSPACE.busy = False
+
+
+def _anderson(
+    f: FlatFn, x0: torch.Tensor, monitor: Monitor, hist: torch.Tensor, *, max_iter: int, m: int, beta: float, lam: float
+) -> torch.Tensor:
+    """`anderson` with its ``(B, 2m, D)`` history buffer given (contents irrelevant)."""
     b, d = x0.shape
     dev = x0.device
-    hist = torch.empty(b, 2 * m, d, dtype=x0.dtype, device=dev)  # (B, 2m, D): [f(z_i) | g_i]
-    fhist, ghist = hist[:, :m], hist[:, m:]  # (B, m, D) views
+    fhist, ghist = hist[:, :m], hist[:, m:]  # (B, m, D) views: [f(z_i) | g_i]
     gram = torch.zeros(b, m, m, dtype=torch.float64, device=dev)  # (B, m, m) G Gᵀ, float64
     eyes = [torch.eye(n, dtype=torch.float64, device=dev) for n in range(1, m + 1)]
     ones = torch.ones(b, m, 1, dtype=torch.float64, device=dev)
@@ -338,10 +402,20 @@ def anderson(
         else:
             alpha = _anderson_weights(gram[:, :n, :n], lam, s, eyes[n - 1], ones[:, :n])
             alpha = alpha.to(x0.dtype).unsqueeze(1)  # (B, 1, n)
-            x_next = torch.bmm(alpha, fhist[:, :n]).squeeze(1)  # (B, D) Σ α_i f(z_i)
+            if monitor.cpu:
+                # The iterate is dead once g_s is written, so the mix overwrites it (after the first iteration,
+                # when it is still the caller's z0); only the rows of frozen samples are kept aside.
+                kept = x[frozen] if frozen is not None else None
+                x_next = x if k > 0 else torch.empty_like(x0)
+                torch.bmm(alpha, fhist[:, :n], out=x_next.unsqueeze(1))  # (B, D) Σ α_i f(z_i)
+            else:
+                kept, x_next = None, torch.bmm(alpha, fhist[:, :n]).squeeze(1)
             if beta != 1.0:  # Σ α_i (f(z_i) - (1 - β) g_i), accumulated in place
                 x_next.unsqueeze(1).baddbmm_(alpha, ghist[:, :n], alpha=beta - 1.0)
             x_next = _assign_rows_(x_next, newly, f_s, monitor.cpu)
+            if kept is not None:
+                x_next[frozen] = kept
+                frozen = None
         x = _assign_rows_(x_next, frozen, x, monitor.cpu)
         if monitor.finished(k):
             break

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from equilibrium import SOLVERS, SolverStats, register_solver, solve
+from equilibrium import SOLVERS, SolverStats, register_solver, release_workspace, set_cpu_workspace, solve
 from equilibrium.solvers import picard
 
 DOTTIE = 0.7390851332151607  # the fixed point of cos
@@ -211,6 +211,101 @@ def test_converged_samples_are_frozen(method):
     for i in range(4):
         k = int(stats.nstep[i])
         assert (trace[i, k - 1 :] == stats.rel_residual[i]).all()
+
+
+# ------------------------------------------------------------------ CPU buffer reuse
+
+
+def linear_problem(seed: int, batch: int = 6, d: int = 32):
+    a = contractive(d, 0.9, seed=seed)
+    b = torch.randn(batch, d, generator=torch.Generator().manual_seed(seed + 100), dtype=torch.float64)
+    return (lambda z: z @ a.T + b), b, linear_solution(a, b)
+
+
+def test_anderson_results_and_z0_survive_later_solves():
+    """The history workspace is reused across solves and the mix overwrites the iterate: neither a returned
+    result nor the caller's z0 may be a view of anything the next solve writes."""
+    release_workspace()
+    f1, b1, want1 = linear_problem(1)
+    z0 = torch.randn_like(b1)
+    z0_before = z0.clone()
+    z1, _ = solve(f1, z0, method="anderson", tol=1e-11, max_iter=300)
+    z1_before = z1.clone()
+    f2, _, want2 = linear_problem(2)
+    z2, _ = solve(f2, torch.zeros_like(b1), method="anderson", tol=1e-11, max_iter=300)
+    torch.testing.assert_close(z1, z1_before, atol=0, rtol=0)
+    torch.testing.assert_close(z0, z0_before, atol=0, rtol=0)
+    torch.testing.assert_close(z1, want1, atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(z2, want2, atol=1e-9, rtol=1e-9)
+
+
+def test_anderson_solve_nested_inside_f():
+    """An f that itself runs an Anderson solve of the same shape (a DEQ inside a DEQ) must not share the
+    outer solve's history. inner(z) solves u = 0.5 u + z, so u = 2z, and the outer map
+    z = 0.25 · inner(z) + c = 0.5 z + c has z* = 2c."""
+    c = torch.randn(4, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def inner(z):
+        u, stats = solve(lambda u: 0.5 * u + z, torch.zeros_like(z), method="anderson", tol=1e-13, max_iter=200)
+        assert stats.converged.all()
+        return u
+
+    z, stats = solve(lambda z: 0.25 * inner(z) + c, torch.zeros_like(c), method="anderson", tol=1e-11, max_iter=200)
+    assert stats.converged.all()
+    torch.testing.assert_close(z, 2 * c, atol=1e-9, rtol=1e-9)
+
+
+def test_anderson_in_threads_do_not_share_history():
+    import threading
+
+    problems = [linear_problem(seed) for seed in range(4)]
+    results: dict[int, torch.Tensor] = {}
+
+    def work(i):
+        f, b, _ = problems[i]
+        for _ in range(3):
+            results[i] = solve(f, torch.zeros_like(b), method="anderson", tol=1e-11, max_iter=300)[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (_, _, want) in enumerate(problems):
+        torch.testing.assert_close(results[i], want, atol=1e-9, rtol=1e-9)
+
+
+def test_workspace_shape_change_release_and_switch():
+    from equilibrium import solvers
+
+    release_workspace()
+    for batch, d in ((6, 32), (3, 32), (6, 8), (6, 32)):
+        f, b, want = linear_problem(5, batch=batch, d=d)
+        z, _ = solve(f, torch.zeros_like(b), method="anderson", tol=1e-11, max_iter=300)
+        torch.testing.assert_close(z, want, atol=1e-9, rtol=1e-9)
+        kept = solvers._WORKSPACE.buf
+        assert kept is not None and kept.shape == (batch, 10, d)  # the last solve's (B, 2m, D) history
+    release_workspace()
+    assert solvers._WORKSPACE.buf is None
+    # A differentiable (training) solve does not keep the buffer through the rest of the step.
+    from equilibrium import fixed_point
+
+    c = torch.randn(6, 32, dtype=torch.float64, requires_grad=True)
+    for backward in ("onestep", "phantom", "ift"):
+        z, _ = fixed_point(lambda z: 0.5 * z + c, torch.zeros(6, 32, dtype=torch.float64), backward=backward)
+        assert solvers._WORKSPACE.buf is None
+        z.sum().backward()
+        assert solvers._WORKSPACE.buf is None
+    with torch.no_grad():
+        fixed_point(lambda z: 0.5 * z + c, torch.zeros(6, 32, dtype=torch.float64))
+    assert solvers._WORKSPACE.buf is not None  # inference keeps it
+    assert set_cpu_workspace(False) is True
+    try:
+        z, _ = solve(f, torch.zeros_like(b), method="anderson", tol=1e-11, max_iter=300)
+        torch.testing.assert_close(z, want, atol=1e-9, rtol=1e-9)
+        assert solvers._WORKSPACE.buf is None  # nothing kept when the reuse is off
+    finally:
+        assert set_cpu_workspace(True) is False
 
 
 def test_min_iter_honoured_and_nonconvergence_reported():
