@@ -272,8 +272,9 @@ def run_problem(kind: str, scale: float, args, device: torch.device) -> dict:
 
 
 def overhead_budget(res: dict) -> dict:
-    """How much per-iteration work beyond ``f`` a solver with our iteration count could afford at 0.5× torchdeq's
-    default forward time: ``0.5 · t_default / iters - bare f``. Setup (the input injection) is ignored, so
+    """Per-iteration work beyond ``f`` that a solver with our iteration count could afford at 0.5× torchdeq's default.
+
+    That is ``0.5 · t_default / iters - bare f``. Setup (the input injection) is ignored, so
     this is an upper bound; where it is below Anderson's own overhead the goal needs fewer iterations, not a
     cheaper Anderson step. ``bare_f_floor`` is the ratio a solver would get if its iterations cost exactly one
     bare ``f`` each.

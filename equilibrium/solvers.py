@@ -279,9 +279,11 @@ def release_workspace() -> None:
 
 
 def set_cpu_workspace(enabled: bool) -> bool:
-    """Turn the reuse of Anderson's CPU history buffer between solves on or off (all threads); returns the
-    previous setting. Off, every solve allocates its own buffer and frees it on return: lower memory outside
-    solves (the buffer otherwise stays allocated through, e.g., the backward pass), slower large CPU solves.
+    """Turn the reuse of Anderson's CPU history buffer between solves on or off (all threads).
+
+    Returns the previous setting. Off, every solve allocates its own buffer and frees it on return: lower
+    memory between solves, slower large CPU solves. (Training solves, `fixed_point` with grad enabled, never
+    keep it.)
     """
     global _WORKSPACE_ENABLED
     previous, _WORKSPACE_ENABLED = _WORKSPACE_ENABLED, bool(enabled)
@@ -367,7 +369,7 @@ def _anderson(
     f: FlatFn, x0: torch.Tensor, monitor: Monitor, hist: torch.Tensor, *, max_iter: int, m: int, beta: float, lam: float
 ) -> torch.Tensor:
     """`anderson` with its ``(B, 2m, D)`` history buffer given (contents irrelevant)."""
-    b, d = x0.shape
+    b = x0.shape[0]
     dev = x0.device
     fhist, ghist = hist[:, :m], hist[:, m:]  # (B, m, D) views: [f(z_i) | g_i]
     gram = torch.zeros(b, m, m, dtype=torch.float64, device=dev)  # (B, m, m) G Gᵀ, float64

@@ -223,8 +223,10 @@ def linear_problem(seed: int, batch: int = 6, d: int = 32):
 
 
 def test_anderson_results_and_z0_survive_later_solves():
-    """The history workspace is reused across solves and the mix overwrites the iterate: neither a returned
-    result nor the caller's z0 may be a view of anything the next solve writes."""
+    """A returned result and the caller's z0 are not views of anything a later solve writes.
+
+    The history workspace is reused across solves and the mix overwrites the iterate.
+    """
     release_workspace()
     f1, b1, want1 = linear_problem(1)
     z0 = torch.randn_like(b1)
@@ -240,9 +242,10 @@ def test_anderson_results_and_z0_survive_later_solves():
 
 
 def test_anderson_solve_nested_inside_f():
-    """An f that itself runs an Anderson solve of the same shape (a DEQ inside a DEQ) must not share the
-    outer solve's history. inner(z) solves u = 0.5 u + z, so u = 2z, and the outer map
-    z = 0.25 · inner(z) + c = 0.5 z + c has z* = 2c."""
+    """An f that runs an Anderson solve of the same shape (a DEQ inside a DEQ) does not share the outer history.
+
+    inner(z) solves u = 0.5 u + z, so u = 2z, and the outer map z = 0.25 · inner(z) + c = 0.5 z + c has z* = 2c.
+    """
     c = torch.randn(4, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
     def inner(z):
