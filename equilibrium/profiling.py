@@ -59,8 +59,8 @@ def peak_allocated_bytes(fn: Callable[[], Any], device: torch.device | str) -> t
     """Peak bytes allocated while ``fn()`` runs, above what was allocated before it.
 
     CUDA: `torch.cuda.max_memory_allocated`. CPU: the torch profiler's memory events, so only tensor
-    allocations made by torch count. The Anderson
-    history kept between CPU solves is released first, so that its allocation inside ``fn`` is counted.
+    allocations made by torch count. The Anderson history kept between CPU solves is released first, so
+    that its allocation inside ``fn`` is counted.
 
     Args:
         fn: the work to measure; its return value is passed through.
