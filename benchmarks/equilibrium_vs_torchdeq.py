@@ -2,7 +2,8 @@
 
 Problem: ``f(z) = tanh(z Wᵀ + s · x Uᵀ)`` on a state ``(B, T, H) = (64, 81, 256)``, for three kinds of ``W``
 (random Gaussian scaled to spectral norm 0.9; 0.9 × orthogonal; ``Q diag(0.99·0.85^i) Qᵀ``, the slow mode)
-and input scales ``s ∈ {1.0, 0.1}``, solved to relative residual 1e-4. Reports iterations, wall time,
+and input scales ``s ∈ {1.0, 0.1}``, solved to relative residual 1e-4 (1e-2 under bf16 autocast, where f's
+own rounding puts a floor of 5e-4 to 6e-3 under the residual; ``--tol`` overrides). Reports iterations, wall time,
 per-iteration cost against a bare Picard loop, peak memory (in state copies), for the forward solve and for a
 training step (forward + phantom-gradient backward, k=3, τ=0.5), and checks the goals of the issue.
 
@@ -33,8 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from equilibrium import fixed_point, solve
 from equilibrium.profiling import peak_allocated_bytes
 
-TOL = 1e-4
-MAX_ITER = 400  # generous: every solver gets the budget to reach TOL
+TOL = 1e-4  # the issue's tolerance, for fp32
+# Under bf16 autocast, f itself carries bf16 rounding (z Wᵀ in bf16), so the relative residual has a floor:
+# measured (batch 16, 150 iterations, best over iterations of the batch max) 5e-4 to 6e-3 for Picard and
+# Anderson on the six problems. 1e-4 is unreachable there (every solver runs to MAX_ITER); 1e-2 is above
+# every floor.
+DEFAULT_TOL = {"fp32": TOL, "bf16": 1e-2}
+MAX_ITER = 400  # generous: every solver gets the budget to reach the tolerance
 PEAK_ITERS = 20  # > 2 × the largest window (6), so every history ring has wrapped
 PER_ITER_REPEATS = 7  # minimum repeats of the per-iteration cost measurement (cheap: 20 iterations each)
 ANDERSON_M = 5
@@ -62,8 +68,17 @@ def make_weights(kind: str, h: int, gen: torch.Generator) -> torch.Tensor:
 class Problem:
     """``f(z) = tanh(z Wᵀ + s · x Uᵀ)`` with parameters that can require grad (for the training step)."""
 
-    def __init__(self, kind: str, scale: float, shape: tuple[int, int, int], device: torch.device, seed: int = 0):
+    def __init__(
+        self,
+        kind: str,
+        scale: float,
+        shape: tuple[int, int, int],
+        device: torch.device,
+        seed: int = 0,
+        tol: float = TOL,
+    ):
         b, t, h = shape
+        self.tol = tol  # relative residual every solver is run to
         gen = torch.Generator().manual_seed(seed)
         self.w = make_weights(kind, h, gen).to(device).requires_grad_()
         self.u = (torch.randn(h, h, generator=gen) / h**0.5).to(device).requires_grad_()
@@ -109,8 +124,9 @@ def autocast_ctx(device: torch.device, dtype: str):
 # ------------------------------------------------------------------ the contenders
 
 
-def ours_forward(p: Problem, method: str, f=None, z0=None, max_iter: int = MAX_ITER, tol: float = TOL):
+def ours_forward(p: Problem, method: str, f=None, z0=None, max_iter: int = MAX_ITER, tol: float | None = None):
     f, z0 = f or p.make_f(), p.z0() if z0 is None else z0
+    tol = p.tol if tol is None else tol
     with torch.no_grad():
         _, stats = solve(f, z0, method=method, m=ANDERSON_M, tol=tol, stop_mode="rel", max_iter=max_iter)
     return {
@@ -120,21 +136,23 @@ def ours_forward(p: Problem, method: str, f=None, z0=None, max_iter: int = MAX_I
     }
 
 
-def torchdeq_forward(p: Problem, cfg: dict, f=None, z0=None, max_iter: int = MAX_ITER, tol: float = TOL):
+def torchdeq_forward(p: Problem, cfg: dict, f=None, z0=None, max_iter: int = MAX_ITER, tol: float | None = None):
     from torchdeq.solver import anderson_solver
 
     f, z0 = f or p.make_f(), p.z0() if z0 is None else z0
+    tol = p.tol if tol is None else tol
     with torch.no_grad():
         _, _, info = anderson_solver(f, z0, max_iter=max_iter, tol=tol, stop_mode="rel", **cfg)
     return {
         "iters": int(info["nstep"].max()),
-        "converged": float((info["rel_lowest"] < TOL).float().mean()),
+        "converged": float((info["rel_lowest"] < p.tol).float().mean()),
         "rel_residual_max": float(info["rel_lowest"].max()),
     }
 
 
-def ours_train(p: Problem, f=None, z0=None, max_iter: int = MAX_ITER, tol: float = TOL):
+def ours_train(p: Problem, f=None, z0=None, max_iter: int = MAX_ITER, tol: float | None = None):
     f, z0 = f or p.make_f(), p.z0() if z0 is None else z0
+    tol = p.tol if tol is None else tol
     z, stats = fixed_point(
         f,
         z0,
@@ -151,10 +169,11 @@ def ours_train(p: Problem, f=None, z0=None, max_iter: int = MAX_ITER, tol: float
     return {"iters": int(stats.nstep.max())}
 
 
-def torchdeq_train(p: Problem, cfg: dict, f=None, z0=None, max_iter: int = MAX_ITER, tol: float = TOL):
+def torchdeq_train(p: Problem, cfg: dict, f=None, z0=None, max_iter: int = MAX_ITER, tol: float | None = None):
     from torchdeq import get_deq
 
     f, z0 = f or p.make_f(), p.z0() if z0 is None else z0
+    tol = p.tol if tol is None else tol
     deq = get_deq(f_solver="anderson", f_max_iter=max_iter, f_tol=tol, f_stop_mode="rel", grad=3, tau=0.5)
     deq.train()
     z_out, info = deq(f, z0, solver_kwargs=dict(cfg))
@@ -203,7 +222,7 @@ def per_iteration_costs(p: Problem, device: torch.device, repeats: int, n: int =
 
 
 def run_problem(kind: str, scale: float, args, device: torch.device) -> dict:
-    p = Problem(kind, scale, args.shape, device)
+    p = Problem(kind, scale, args.shape, device, tol=args.tol)
     state_bytes = p.z0().numel() * p.z0().element_size()
     grid = TORCHDEQ_GRID_QUICK if args.quick else TORCHDEQ_GRID
     res: dict = {"problem": f"{kind}/scale={scale}", "w_kind": kind, "input_scale": scale}
@@ -290,7 +309,7 @@ def overhead_budget(res: dict) -> dict:
     }
 
 
-def goals(results: list[dict]) -> dict:
+def goals(results: list[dict], tol: float = TOL) -> dict:
     """The issue's targets, each with the measured value and whether it was met."""
     r = {x["problem"]: x for x in results}
     worst = lambda key: max(x["ratios"][key] for x in results)  # noqa: E731
@@ -305,7 +324,7 @@ def goals(results: list[dict]) -> dict:
         "anderson_per_iter_le_1.5x_bare_picard": {"worst": per_iter, "goal": 1.5},
         f"anderson_peak_le_{2 * ANDERSON_M + 4}_state_copies": {"worst": copies, "goal": 2 * ANDERSON_M + 4},
     }
-    if slow is not None:
+    if slow is not None and tol == TOL:  # the iteration goal is defined at the issue's tolerance
         out["slow_mode_scale0.1_iters_le_30"] = {"worst": slow["forward"]["ours_anderson"]["iters"], "goal": 30}
     for v in out.values():
         v["met"] = v["worst"] <= v["goal"]
@@ -332,6 +351,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16 = autocast around f")
     ap.add_argument("--quick", action="store_true", help="batch 16, 2 repeats, small torchdeq grid")
+    ap.add_argument("--tol", type=float, default=None, help="relative residual (default 1e-4; 1e-2 for bf16)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, quick 2)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--problems", nargs="*", default=None, help="subset, e.g. slow_mode/0.1 gaussian/1.0")
@@ -340,6 +360,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.repeats = args.repeats or (2 if args.quick else 3)
+    args.tol = DEFAULT_TOL[args.dtype] if args.tol is None else args.tol
     args.shape = (16, 81, 256) if args.quick else (64, 81, 256)
     device = torch.device(args.device)
     import torchdeq
@@ -358,7 +379,7 @@ def main() -> None:
         "device": device_name(device),
         "dtype": args.dtype,
         "state_shape": list(args.shape),
-        "tol_rel": TOL,
+        "tol_rel": args.tol,
         "anderson_m": ANDERSON_M,
         "torch": torch.__version__,
         "torchdeq": getattr(torchdeq, "__version__", "0.1.0"),
@@ -366,7 +387,7 @@ def main() -> None:
         "quick": args.quick,
         "repeats": args.repeats,
         "timing": "min over interleaved repeats",
-        "goals": goals(results),
+        "goals": goals(results, args.tol),
         "results": results,
     }
     text = json.dumps(report, indent=1)
