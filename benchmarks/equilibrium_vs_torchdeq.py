@@ -361,6 +361,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     args.repeats = args.repeats or (2 if args.quick else 3)
     args.tol = DEFAULT_TOL[args.dtype] if args.tol is None else args.tol
+    if not args.tol > 0:
+        ap.error(f"--tol must be > 0, got {args.tol}")
     args.shape = (16, 81, 256) if args.quick else (64, 81, 256)
     device = torch.device(args.device)
     import torchdeq

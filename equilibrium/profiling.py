@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from equilibrium.solvers import release_workspace
+
 
 class SavedTensorBytes:
     """Counts the bytes autograd saves for backward inside the ``with`` block.
@@ -78,8 +80,6 @@ def peak_allocated_bytes(fn: Callable[[], Any], device: torch.device | str) -> t
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - base, out
     from torch.profiler import ProfilerActivity, profile
-
-    from equilibrium.solvers import release_workspace
 
     release_workspace()
 
