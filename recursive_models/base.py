@@ -44,7 +44,10 @@ class SolverConfig:
     """Fixed-point solve of Attractor models (passed to `equilibrium.fixed_point`).
 
     ``max_iter=0`` skips the solve and decodes the warm start (at step zero: the backbone's proposal), which
-    is the paper's equilibrium-internalization test.
+    is the paper's equilibrium-internalization test. Under 16-bit autocast the stopping tolerance is
+    ``max(tol, autocast_tol)``: ``f``'s own rounding floors the relative residual there. ``jacobian_reg`` (the
+    loss weight) and ``jacobian_reg_samples`` are the authors' Jacobian regulariser (``variant=authors``);
+    ``method="authors"`` is their Anderson (same variant).
     """
 
     method: str = "anderson"
@@ -59,6 +62,9 @@ class SolverConfig:
     phantom_tau: float = 0.5
     ift_max_iter: int = 12
     ift_tol: float = 1e-4
+    autocast_tol: float = 1e-2
+    jacobian_reg: float = 0.0
+    jacobian_reg_samples: int = 1
 
 
 @dataclass
@@ -67,14 +73,16 @@ class ModelConfig:
 
     Attributes:
         name: registry name (``trm``, ``hrm``, ``attractor``, ``transformer``).
+        variant: which source a model with variants follows (``attractor``: ``paper``, ``authors``,
+            ``backbone``); empty for models without variants.
         size: size name the widths came from (``tiny``, ``7m``, ``27m``), for the record.
         vocab_size, seq_len, num_puzzle_identifiers: from the task's dataset.
         hidden_size, num_heads, expansion: block widths (SwiGLU inner = 2/3 * expansion * hidden, to 256).
         layers: blocks in the recurrent net (TRM), in the low-level module (HRM), in the attractor module
             (Attractor), or in the whole network (Transformer).
         h_layers: blocks in HRM's high-level module.
-        backbone_layers: blocks in the Attractor's non-recurrent proposal backbone.
-        h_cycles: outer rounds ``T`` (TRM/Attractor unused) / HRM high-level cycles.
+        backbone_layers: blocks in the Attractor's non-recurrent proposal backbone (``variant=backbone``).
+        h_cycles: outer rounds ``T`` (TRM, Attractor ``variant=authors``) / HRM high-level cycles.
         l_cycles: latent updates ``n`` per round (TRM) / HRM low-level cycles.
         mixer: ``attention`` or ``mlp`` (TRM's MLP-T token mixing).
         pos_encodings: ``rope``, ``learned`` or ``none``.
@@ -91,6 +99,7 @@ class ModelConfig:
     """
 
     name: str = "trm"
+    variant: str = ""
     size: str = "custom"
     vocab_size: int = 11
     seq_len: int = 81

@@ -36,6 +36,9 @@ class SolverOverrides:
     phantom_tau: float | None = None
     ift_max_iter: int | None = None
     ift_tol: float | None = None
+    autocast_tol: float | None = None
+    jacobian_reg: float | None = None
+    jacobian_reg_samples: int | None = None
 
 
 @dataclass
@@ -44,6 +47,7 @@ class ModelSection:
 
     name: str = MISSING
     size: str = MISSING
+    variant: str | None = None  # attractor: paper (default), authors, backbone
     loss_type: str = "stablemax"
     hidden_size: int | None = None
     num_heads: int | None = None

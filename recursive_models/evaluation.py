@@ -99,7 +99,9 @@ def evaluate(
     was_training = model.training
     model.eval()
     exact, exact_act, cell_correct, cell_count, halt_at = [], [], 0, 0, []
-    nstep_sum, resid_sum, solver_rows = 0.0, 0.0, 0
+    # per supervision step k: sums over examples of solver evaluations, final residual, solves that hit max_iter
+    solver_sums = torch.zeros(steps, 3, dtype=torch.float64)
+    solver_rows = 0
     preds_all = []
     bar = tqdm(total=n, desc="eval", unit="ex", disable=not progress, leave=False)
     try:
@@ -121,9 +123,10 @@ def evaluate(
                 pred_act = pred if pred_act is None else torch.where(active[:, None], pred, pred_act)
                 halt_step = torch.where(active & (out["q_halt_logits"] > 0), k + 1, halt_step)
                 if "solver_nstep" in out:
-                    nstep_sum += out["solver_nstep"].float().sum().item()
-                    resid_sum += out["solver_residual"].float().sum().item()
-                    solver_rows += b
+                    solver_sums[k, 0] += out["solver_nstep"].double().sum().item()
+                    solver_sums[k, 1] += out["solver_residual"].double().sum().item()
+                    solver_sums[k, 2] += out["solver_hit_max"].double().sum().item() if "solver_hit_max" in out else 0.0
+                    solver_rows += b if k == 0 else 0
             labels = batch["labels"]
             mask = labels != IGNORE_LABEL_ID
             ok = (pred == labels) | ~mask
@@ -151,8 +154,13 @@ def evaluate(
         "eval/version": EVAL_VERSION,
     }
     if solver_rows:
-        metrics["solver/nstep_mean"] = nstep_sum / solver_rows
-        metrics["solver/residual_mean"] = resid_sum / solver_rows
+        per_step = (solver_sums / solver_rows).tolist()
+        metrics["solver/nstep_mean"] = float(solver_sums[:, 0].sum() / (solver_rows * steps))
+        metrics["solver/residual_mean"] = float(solver_sums[:, 1].sum() / (solver_rows * steps))
+        metrics["solver/hit_max_fraction"] = float(solver_sums[:, 2].sum() / (solver_rows * steps))
+        metrics["solver/nstep_by_step"] = [r[0] for r in per_step]
+        metrics["solver/residual_by_step"] = [r[1] for r in per_step]
+        metrics["solver/hit_max_by_step"] = [r[2] for r in per_step]
     if ds.kind == "maze":
         from puzzles.maze import check_predictions
 

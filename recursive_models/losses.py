@@ -51,7 +51,9 @@ def act_loss(
     """Loss of one supervision step and its metrics (sums over the examples that halted at this step).
 
     Args:
-        outputs: the model's step outputs (``logits``, ``q_halt_logits``, optionally ``target_q_continue``).
+        outputs: the model's step outputs (``logits``, ``q_halt_logits``, optionally ``target_q_continue`` and
+            ``aux_loss``, a scalar added to the batch sum before it is divided by the batch size, as the
+            authors' ``ACTLossHeadDEQ`` adds its Jacobian term).
         labels: ``(B, L)`` targets with ``IGNORE_LABEL_ID`` where not scored.
         halted: ``(B,)`` bool, the slots that halted at this step (their answers are the final ones).
         loss_type: ``"stablemax"`` or ``"softmax"``.
@@ -78,6 +80,8 @@ def act_loss(
             outputs["q_continue_logits"], outputs["target_q_continue"], reduction="sum"
         )
         total = total + 0.5 * q_cont
+    if "aux_loss" in outputs:  # a model's own weighted regulariser (the authors' Jacobian term), per batch
+        total = total + outputs["aux_loss"]
     with torch.no_grad():
         valid = halted & (counts > 0)
         sums = {

@@ -20,6 +20,7 @@ einops is not installed. Their model code itself runs unchanged.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import subprocess
@@ -164,3 +165,108 @@ def build_reference_model(
     """
     with torch.device(device):
         return ref.model_cls(reference_model_config(config, batch_size, forward_dtype))
+
+
+# ---- the authors' TRM-DEQ (jacobfa/Attractor) -------------------------------------------------------------------
+#: where their TRM-DEQ lives in a checkout of jacobfa/Attractor: a package ``trm`` with relative imports
+AUTHORS_PACKAGE_DIR = Path("experiments") / "attractor_puzzles"
+
+
+@dataclass(frozen=True)
+class AuthorsReference:
+    """The authors' TRM-DEQ classes, imported from a checkout of jacobfa/Attractor.
+
+    Attributes:
+        root: the checkout.
+        model_cls: ``trm.trm_deq.TRMDEQ`` (their ACT wrapper around ``TRMDEQ_Inner``).
+        loss_head_cls: ``trm.losses_deq.ACTLossHeadDEQ`` (TRM's loss plus ``lambda * jacobian_reg``).
+        anderson: ``trm.trm_deq._anderson_solve``, their solver (for the side-by-side benchmark).
+        commit: the checkout's git commit, when it is a git work tree.
+    """
+
+    root: Path
+    model_cls: type
+    loss_head_cls: type
+    anderson: Any
+    commit: str | None
+
+
+@contextlib.contextmanager
+def _authors_imports(root: Path):
+    """``sys.path``/``sys.modules`` set up for importing their ``trm`` package, then restored."""
+    names = ("trm", "einops")
+    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] in names}
+    for k in saved:
+        del sys.modules[k]
+    if "einops" in saved:
+        sys.modules["einops"] = saved["einops"]
+    elif importlib.util.find_spec("einops") is None:
+        sys.modules["einops"] = types.SimpleNamespace(rearrange=_rearrange)  # type: ignore[assignment]
+    path = str(root / AUTHORS_PACKAGE_DIR)
+    sys.path.insert(0, path)
+    try:
+        yield
+    finally:
+        sys.path.remove(path)
+        for k in [k for k in sys.modules if k.split(".")[0] in names]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+
+
+def load_authors(root: str | Path) -> AuthorsReference:
+    """Import the authors' TRM-DEQ from a checkout of jacobfa/Attractor (their code runs unchanged, on CPU too).
+
+    Raises:
+        FileNotFoundError: ``root`` has no ``experiments/attractor_puzzles/trm/trm_deq.py``.
+        ImportError: a dependency of theirs is missing (e.g. ``pydantic``).
+    """
+    root = Path(root).resolve()
+    key = (str(root), "authors", False)
+    if key in _CACHE:
+        return _CACHE[key]  # type: ignore[return-value]
+    if not (root / AUTHORS_PACKAGE_DIR / "trm" / "trm_deq.py").is_file():
+        raise FileNotFoundError(f"{root} is not a jacobfa/Attractor checkout (no {AUTHORS_PACKAGE_DIR}/trm/trm_deq.py)")
+    with _authors_imports(root):
+        deq = importlib.import_module("trm.trm_deq")
+        losses = importlib.import_module("trm.losses_deq")
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip() if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    ref = AuthorsReference(root, deq.TRMDEQ, losses.ACTLossHeadDEQ, deq._anderson_solve, commit)
+    _CACHE[key] = ref  # type: ignore[assignment]
+    return ref
+
+
+def authors_model_config(config: ModelConfig, batch_size: int, forward_dtype: str = "float32") -> dict[str, Any]:
+    """The ``config_dict`` of their ``TRMDEQ`` for our ``attractor`` ``variant=authors`` config.
+
+    Raises:
+        ValueError: the config is not the authors variant, or uses a setting their model does not have
+            (our Anderson instead of theirs, a damped phantom step).
+    """
+    if config.name != "attractor" or config.variant != "authors":
+        raise ValueError(f"expected an attractor config with variant='authors', got {config.name}/{config.variant}")
+    s = config.solver
+    if s.method != "authors":
+        raise ValueError(f"their TRMDEQ always uses their own Anderson; solver.method={s.method!r} has no equivalent")
+    trm_like = dataclasses.replace(config, name="trm", variant="")
+    arch = reference_arch(trm_like, forward_dtype)
+    arch.pop("name")
+    return {
+        **arch,
+        "batch_size": batch_size,
+        "seq_len": config.seq_len,
+        "vocab_size": config.vocab_size,
+        "num_puzzle_identifiers": config.num_puzzle_identifiers,
+        "deq_inner": True,
+        "deq_max_iter": s.max_iter,
+        "deq_min_iter": s.min_iter,
+        "deq_tol": s.tol,
+        "deq_anderson_m": s.m,
+        "deq_anderson_beta": s.beta,
+        "bptt_through": s.phantom_steps,
+        "jacobian_reg_lambda": s.jacobian_reg,
+        "jacobian_reg_n_samples": s.jacobian_reg_samples,
+    }

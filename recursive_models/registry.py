@@ -6,7 +6,9 @@
 
 A model class registers itself with ``@register_model("name")`` and declares ``SIZES`` (size name -> the
 `ModelConfig` fields it sets) and ``TASK_ARCH`` (puzzle kind -> fields that depend on the task, e.g. TRM's
-``n = 6`` latent updates on Sudoku and ``4`` on mazes). Resolution order: defaults < size < task < overrides.
+``n = 6`` latent updates on Sudoku and ``4`` on mazes). A model with variants (the Attractor) also declares
+``VARIANTS`` (variant -> size -> fields) and ``DEFAULT_VARIANT``. Resolution order: defaults < size < variant's
+size < task < overrides.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def resolve_config(
     cls = MODELS[model]
     if size not in cls.SIZES:
         raise ValueError(f"model {model!r} has no size {size!r}; its sizes are {sorted(cls.SIZES)}")
+    overrides = dict(overrides)
     meta = dict(task_meta) if task_meta is not None else task_info(task)
     kind = meta.pop("kind")
     known = {f.name for f in fields(ModelConfig)}
@@ -88,8 +91,17 @@ def resolve_config(
     if unknown:
         raise ValueError(f"unknown model option(s) {sorted(unknown)}; ModelConfig fields are {sorted(known)}")
     values: dict = {"name": model, "size": size, **meta}
+    variants: dict = getattr(cls, "VARIANTS", {})
+    variant = overrides.pop("variant", None) or ""
+    if variants:
+        variant = variant or cls.DEFAULT_VARIANT
+        if variant not in variants:
+            raise ValueError(f"model {model!r} has no variant {variant!r}; its variants are {sorted(variants)}")
+        values["variant"] = variant
+    elif variant:
+        raise ValueError(f"model {model!r} has no variants (got variant={variant!r})")
     solver = {}
-    for layer in (cls.SIZES[size], cls.TASK_ARCH.get(kind, {}), overrides):
+    for layer in (cls.SIZES[size], variants.get(variant, {}).get(size, {}), cls.TASK_ARCH.get(kind, {}), overrides):
         for k, v in layer.items():
             if k == "solver":
                 solver.update(asdict(v) if isinstance(v, SolverConfig) else dict(v))

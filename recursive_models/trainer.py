@@ -387,7 +387,10 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
     ddp_model: torch.nn.Module = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None
+            model,
+            device_ids=[device] if device.type == "cuda" else None,
+            # the paper Attractor's step-zero embedding is a parameter that no backward mode reaches
+            find_unused_parameters=any(p.requires_grad for n, p in model.named_parameters() if n.endswith("_init")),
         )
 
     resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else asdict(cfg)
@@ -531,7 +534,7 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
     stopped_by = "steps"
     bar = tqdm(total=t.steps, initial=step, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
     sums: dict[str, float] = {}
-    solver_sums = np.zeros(2)
+    solver_sums = np.zeros(3)  # solver evaluations, final residual, fraction of solves at max_iter
     last_eval: dict = {}
     try:
         while step < t.steps:
@@ -566,6 +569,7 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
                         solver_sums += (
                             out["solver_nstep"].float().mean().item(),
                             out["solver_residual"].float().mean().item(),
+                            out["solver_hit_max"].float().mean().item() if "solver_hit_max" in out else 0.0,
                         )
             if counter is not None:
                 # FLOPs of this rank's micro-batches; the ranks run the same shapes, so the step is world x that.
@@ -620,9 +624,10 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
                     metrics["solver/nstep_mean"] = solver_sums[0] / (n_steps * t.grad_accum)
                     last_nstep = metrics["solver/nstep_mean"]
                     metrics["solver/residual_mean"] = solver_sums[1] / (n_steps * t.grad_accum)
+                    metrics["solver/hit_max_fraction"] = solver_sums[2] / (n_steps * t.grad_accum)
                 logger.log(step, metrics)
                 bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", exact=f"{metrics['train/exact_accuracy']:.3f}")
-                sums, solver_sums = {}, np.zeros(2)
+                sums, solver_sums = {}, np.zeros(3)
             if t.eval_interval and step % t.eval_interval == 0 and step < t.steps and is_main:
                 last_eval = run_eval(step, final=False)
                 tqdm.write(f"step {step}: eval exact accuracy {last_eval['eval/exact_accuracy']:.4f}", file=sys.stderr)
