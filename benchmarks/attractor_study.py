@@ -46,7 +46,11 @@ EQUAL_BUDGET = {
         "backward ablation: the old damped default",
     ),
     "attractor-paper (one-step)": ([*_PAPER, "model.solver.backward=onestep"], "backward ablation"),
-    "attractor-authors": (["model=attractor", "model.variant=authors"], "their TRMDEQ"),
+    "attractor-authors": (["model=attractor", "model.variant=authors"], "their TRMDEQ, their Anderson"),
+    "attractor-authors (our Anderson)": (
+        ["model=attractor", "model.variant=authors", "model.solver.method=anderson"],
+        "their TRMDEQ with equilibrium's Anderson",
+    ),
     "attractor-backbone": (["model=attractor", "model.variant=backbone"], "this suite's first model"),
     "trm": (["model=trm"], ""),
     "hrm": (["model=hrm"], ""),
