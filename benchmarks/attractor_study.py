@@ -205,6 +205,7 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"error: unknown entries {sorted(unknown)}; known: {sorted(entries)}")
         entries = {k: v for k, v in entries.items() if k in args.entries}
+    commit = git_commit()  # now: the tree may change while the study runs
     jobs = [(name, over, seed) for seed in args.seeds for name, (over, _) in entries.items()]
     results: dict[str, list] = {}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -217,7 +218,7 @@ def main() -> None:
         "steps": args.steps,
         "jobs": args.jobs,
         "seeds": args.seeds,
-        "commit": git_commit(),
+        "commit": commit,
         "machine": machine(),
         "command": "python " + " ".join(sys.argv),
         "rows": summarise(entries, results),
