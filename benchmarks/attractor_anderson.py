@@ -58,7 +58,52 @@ def rel_residual(f, z: torch.Tensor) -> torch.Tensor:
     return ((fz - z).flatten(1).norm(dim=1) / fz.flatten(1).norm(dim=1).clamp_min(1e-9)).float()
 
 
-def main() -> None:  # noqa: D103
+def compare_at(k: int, f, z0: torch.Tensor, theirs_solve, args: argparse.Namespace) -> list[dict]:
+    """The three solvers on ``z = f(z)`` from ``z0`` (supervision step ``k``), timed interleaved."""
+    opts = {"max_iter": args.max_iter, "tol": args.tol, "m": args.m}
+    solvers = {
+        "theirs": lambda: theirs_solve(f, z0, min_iter=0, beta=1.0, **opts),
+        "ours-authors": lambda: authors_anderson(f, z0, min_iter=0, beta=1.0, **opts),
+        "equilibrium": lambda: solve(f, z0, method="anderson", stop_mode="rel", **opts),
+    }
+    times: dict[str, list[float]] = {name: [] for name in solvers}
+    outs = {}
+    for _ in range(args.repeats):
+        for name, run in solvers.items():
+            t0 = time.perf_counter()
+            outs[name] = run()
+            times[name].append(time.perf_counter() - t0)
+    assert torch.equal(outs["theirs"][0], outs["ours-authors"][0]), "authors_anderson differs from theirs"
+    rows = []
+    for name, (z_star, info) in outs.items():
+        res = rel_residual(f, z_star)
+        if name == "equilibrium":
+            nstep = float(info.nstep.max())
+        elif name == "theirs":
+            nstep = float(info["iters"])
+        else:
+            nstep = float(info["solver_nstep"][0])
+        r = {
+            "supervision_step": k,
+            "solver": name,
+            "f_evals": nstep,
+            "rel_residual_max": float(res.max()),
+            "rel_residual_mean": float(res.mean()),
+            "met_tol": bool(res.max() < args.tol),
+            "returned_norm_over_start": float(z_star.flatten(1).norm(dim=1).mean() / z0.flatten(1).norm(dim=1).mean()),
+            "seconds_median": statistics.median(times[name]),
+        }
+        rows.append(r)
+        print(
+            f"step {k} {name:13s} evals {r['f_evals']:4.0f}  residual max {r['rel_residual_max']:.2e} "
+            f"mean {r['rel_residual_mean']:.2e}  |z*|/|z0| {r['returned_norm_over_start']:.2e}  "
+            f"{1e3 * r['seconds_median']:.1f} ms",
+            flush=True,
+        )
+    return rows
+
+
+def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="a trained attractor run (or checkpoint) folder")
     p.add_argument("--authors", required=True, help="checkout of jacobfa/Attractor")
@@ -95,42 +140,7 @@ def main() -> None:  # noqa: D103
                 def f(z, ctx=ctx):
                     return net(z, ctx, rope)
 
-                opts = {"max_iter": args.max_iter, "tol": args.tol, "m": args.m}
-                solvers = {
-                    "theirs": lambda: theirs_solve(f, z0, min_iter=0, beta=1.0, **opts),
-                    "ours-authors": lambda: authors_anderson(f, z0, min_iter=0, beta=1.0, **opts),
-                    "equilibrium": lambda: solve(f, z0, method="anderson", stop_mode="rel", **opts),
-                }
-                times = {name: [] for name in solvers}
-                outs = {}
-                for _ in range(args.repeats):
-                    for name, run in solvers.items():
-                        t0 = time.perf_counter()
-                        outs[name] = run()
-                        times[name].append(time.perf_counter() - t0)
-                assert torch.equal(outs["theirs"][0], outs["ours-authors"][0]), "authors_anderson differs from theirs"
-                for name, (z_star, info) in outs.items():
-                    res = rel_residual(f, z_star)
-                    if name == "equilibrium":
-                        nstep = float(info.nstep.max())
-                    elif name == "theirs":
-                        nstep = float(info["iters"])
-                    else:
-                        nstep = float(info["solver_nstep"][0])
-                    rows.append(
-                        {
-                            "supervision_step": k,
-                            "solver": name,
-                            "f_evals": nstep,
-                            "rel_residual_max": float(res.max()),
-                            "rel_residual_mean": float(res.mean()),
-                            "met_tol": bool(res.max() < args.tol),
-                            "seconds_median": statistics.median(times[name]),
-                        }
-                    )
-                    r = rows[-1]
-                    print(f"step {k} {name:13s} evals {r['f_evals']:4.0f}  residual max {r['rel_residual_max']:.2e} "
-                          f"mean {r['rel_residual_mean']:.2e}  {1e3 * r['seconds_median']:.1f} ms", flush=True)  # fmt: skip
+                rows += compare_at(k, f, z0, theirs_solve, args)
             carry, _ = model(carry, batch)
     ratios = {}
     for k in args.steps:

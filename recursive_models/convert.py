@@ -1,6 +1,7 @@
-"""Import checkpoints of the official TRM and HRM code into this suite's checkpoint format.
+"""Import checkpoints of the official TRM and HRM code, and of the authors' TRM-DEQ, into this suite's format.
 
     python -m recursive_models.convert --from trm checkpoints/P/RUN/step_65100 runs/trm-ref  # all_config.yaml beside
+    python -m recursive_models.convert --from authors OUT/step-00013020.pt runs/trmdeq --task sudoku-extreme
     python -m recursive_models.convert --from hrm step_26040 runs/hrm-ref --task sudoku-extreme
     python -m recursive_models.convert --from trm step_N out/ --set H_cycles=3 --set L_cycles=6 ...  # no config
     python -m leaderboard submit runs/trm-ref --task sudoku-extreme --name trm-reference       # score the result
@@ -19,6 +20,12 @@ cannot express, or two sources that disagree is an error naming it (`ConversionE
 in float32 (the references keep their initial states in their ``forward_dtype``, bfloat16 by default; the
 up-cast is exact). The output folder holds ``model.safetensors`` and ``meta.json`` (`recursive_models.checkpoint`),
 loadable with `recursive_models.load_checkpoint` and accepted by the leaderboard.
+
+``--from authors`` reads a checkpoint of the authors' ``train_trm_deq.py`` (jacobfa/Attractor): one `torch.save`'d
+dict with ``model_state`` (``TRMDEQ.state_dict()``), ``ema_state`` (the EMA of its parameters, which their
+evaluation uses, and so do we when it is there) and ``model_config`` (the ``TRMDEQConfig`` options). Its network
+and tensor names are TRM's, so it goes through the TRM path and becomes our ``attractor`` ``variant=authors``
+with their solver settings (``deq_*``, ``bptt_through``, ``jacobian_reg_*``).
 
 `to_reference_state_dict` and `reference_arch` go the other way (our model -> the reference's tensor names and
 arch options); the tests and ``benchmarks/train_step.py`` use them to build the reference model with the same
@@ -84,6 +91,19 @@ _OPTIONS = {
 }
 _BOOKKEEPING = ("name", "loss")  # arch keys of pretrain.py's config that are not model options
 _DTYPES = ("bfloat16", "float16", "float32")
+
+
+#: the authors' TRMDEQConfig options beyond TRM's, their defaults, and the `SolverConfig` field each sets
+AUTHORS_DEQ_OPTIONS: dict[str, tuple[Any, str]] = {
+    "deq_max_iter": (8, "max_iter"),
+    "deq_min_iter": (4, "min_iter"),
+    "deq_tol": (1e-3, "tol"),
+    "deq_anderson_m": (5, "m"),
+    "deq_anderson_beta": (1.0, "beta"),
+    "bptt_through": (1, "phantom_steps"),
+    "jacobian_reg_lambda": (0.0, "jacobian_reg"),
+    "jacobian_reg_n_samples": (1, "jacobian_reg_samples"),
+}
 
 
 class ConversionError(ValueError):
@@ -154,6 +174,8 @@ def strip_prefix(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, torch.T
 def to_reference_state_dict(model: RecursiveModel, prefix: str = "_orig_mod.model.inner.") -> dict[str, torch.Tensor]:
     """Our model's weights under the reference's tensor names, as its ``pretrain.py`` would save them."""
     kind = model.config.name
+    if kind == "attractor" and model.config.variant == "authors":
+        kind = "trm"  # the authors' TRMDEQ has TRM's network and tensor names
     ours = model.state_dict()
     return {prefix + r: ours[o].detach().clone() for r, o in key_map(kind, model.config).items()}
 
@@ -576,11 +598,18 @@ def convert_checkpoint(
         raise ConversionError(f"{out} exists; pass --force to replace it")
     if config is None and (ckpt.parent / "all_config.yaml").is_file():
         config = ckpt.parent / "all_config.yaml"
-    arch, run = read_reference_config(config) if config is not None else ({}, {})
-    arch.update(overrides or {})
-    data_meta, data_dir = _dataset_meta(run)
-    state = load_reference_checkpoint(ckpt)
-    model, info = convert_state(kind, state, arch, seq_len=seq_len, task=task, data_meta=data_meta)
+    if kind == "authors":
+        state, arch, run = read_authors_checkpoint(ckpt)
+        arch.update(overrides or {})
+        data_meta, data_dir = None, None
+        model, info = convert_authors_state(state, arch, seq_len=seq_len, task=task)
+        info["weights"] = "reference (EMA)" if run.pop("ema") else "reference"
+    else:
+        arch, run = read_reference_config(config) if config is not None else ({}, {})
+        arch.update(overrides or {})
+        data_meta, data_dir = _dataset_meta(run)
+        state = load_reference_checkpoint(ckpt)
+        model, info = convert_state(kind, state, arch, seq_len=seq_len, task=task, data_meta=data_meta)
     c = model.config
     task_name, task_kind = _task_of(c.vocab_size, c.seq_len, task)
     loss = arch.get("loss") if isinstance(arch.get("loss"), dict) else {}
@@ -588,16 +617,16 @@ def convert_checkpoint(
     with open(ckpt, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-    step = re.search(r"step_(\d+)", ckpt.name)
+    step = re.search(r"step[_-](\d+)", ckpt.name)
     meta = {
         "format_version": FORMAT_VERSION,
         "model": asdict(c),
         "task": {"name": task_name, "kind": task_kind, "data_dir": data or data_dir or ""},
-        "config": {"model": {"name": kind, "loss_type": _loss_type(loss)}, "reference_run": run or None},
+        "config": {"model": {"name": c.name, "loss_type": _loss_type(loss)}, "reference_run": run or None},
         "git_commit": git_commit(),
         "torch_version": torch.__version__,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "weights": "reference",
+        "weights": info.get("weights", "reference"),
         "converted_from": {
             "reference": kind,
             "checkpoint": str(ckpt.resolve()),
@@ -615,6 +644,63 @@ def convert_checkpoint(
     return out, meta
 
 
+def read_authors_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict, dict]:
+    """``(state, model_config, train_config)`` of an authors' ``train_trm_deq.py`` checkpoint.
+
+    The state is ``model_state`` with the parameters replaced by ``ema_state`` when present (what their evaluation
+    runs; buffers such as the initial states are only in ``model_state``).
+    """
+    import pickle
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such checkpoint file: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConversionError(f"{p}: not loadable with torch.load(weights_only=True): {first[:200]}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("model_state"), dict):
+        raise ConversionError(f"{p}: not a train_trm_deq.py checkpoint (expected a dict with 'model_state')")
+    if not isinstance(obj.get("model_config"), dict):
+        raise ConversionError(f"{p}: the checkpoint has no 'model_config' (the TRMDEQConfig options)")
+    state = dict(obj["model_state"])
+    ema = obj.get("ema_state")
+    if isinstance(ema, dict) and ema:
+        stray = sorted(k for k in ema if k not in state)
+        if stray:
+            raise ConversionError(f"{p}: ema_state has tensor(s) {stray[:4]} that model_state lacks")
+        state.update(ema)
+    train = obj.get("train_config") if isinstance(obj.get("train_config"), dict) else {}
+    return state, dict(obj["model_config"]), {**train, "ema": isinstance(ema, dict) and bool(ema)}
+
+
+def convert_authors_state(
+    state: dict[str, torch.Tensor], arch: dict, *, seq_len: int | None = None, task: str | None = None
+) -> tuple[RecursiveModel, dict[str, Any]]:
+    """Our ``attractor`` ``variant=authors`` with the weights of an authors' ``TRMDEQ`` (see `convert_state`)."""
+    from dataclasses import replace
+
+    from recursive_models.base import SolverConfig
+    from recursive_models.registry import from_config
+
+    arch = dict(arch)
+    if not arch.pop("deq_inner", True):
+        raise ConversionError("deq_inner=False: this TRMDEQ is a plain TRM; convert it with --from trm")
+    solver = {"method": "authors"}
+    for key, (default, field) in AUTHORS_DEQ_OPTIONS.items():
+        solver[field] = arch.pop(key, default)
+    trm, info = convert_state("trm", state, arch, seq_len=seq_len, task=task)
+    config = replace(trm.config, name="attractor", variant="authors", solver=SolverConfig(**solver))
+    try:
+        model = from_config(config)
+    except ValueError as e:
+        raise ConversionError(f"the authors' options do not make a valid model: {e}") from None
+    model.load_state_dict(trm.state_dict(), strict=True)
+    info["arch"] = {**info["arch"], **{k: solver[f] for k, (_, f) in AUTHORS_DEQ_OPTIONS.items()}}
+    return model.eval(), info
+
+
 def _loss_type(loss: dict) -> str:
     name = str(loss.get("loss_type", "stablemax_cross_entropy"))
     return "softmax" if name.startswith("softmax") else "stablemax"
@@ -623,7 +709,8 @@ def _loss_type(loss: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; prints a JSON summary, or ``error: ...`` and exits 2."""
     p = argparse.ArgumentParser(prog="python -m recursive_models.convert", description=__doc__.splitlines()[0])
-    p.add_argument("--from", dest="kind", required=True, choices=sorted(REFERENCE_ARCHS), help="reference code")
+    p.add_argument("--from", dest="kind", required=True, choices=[*sorted(REFERENCE_ARCHS), "authors"],
+                   help="reference code: TRM, HRM, or the authors' TRM-DEQ (jacobfa/Attractor)")  # fmt: skip
     p.add_argument("checkpoint", help="the reference's checkpoint file (e.g. checkpoints/PROJECT/RUN/step_N)")
     p.add_argument("out_dir", help="checkpoint folder to write (model.safetensors + meta.json)")
     p.add_argument("--config", help="the run's all_config.yaml (default: the one beside the checkpoint)")

@@ -214,3 +214,78 @@ def test_authors_variant_equals_their_trmdeq(case: str) -> None:
                 assert mine.get(o_name) is None
                 continue
             assert (g - mine[o_name].grad).abs().max().item() <= 1e-4, (k, r_name)
+
+
+def _authors_payload(model, ema: bool) -> dict:
+    """An authors' train_trm_deq.py checkpoint of ``model`` (their names: TRMDEQ.state_dict() under ``inner.``)."""
+    from recursive_models.convert import to_reference_state_dict
+    from recursive_models.reference import authors_model_config
+
+    state = to_reference_state_dict(model, prefix="inner.")
+    shadow = {k: v + 1.0 for k, v in state.items() if not k.endswith("_init")} if ema else None
+    return {"step": 7, "model_state": state, "ema_state": shadow, "metrics": {},
+            "model_config": authors_model_config(model.config, batch_size=B), "train_config": {"lr": 1e-4}}
+
+
+@pytest.mark.parametrize("ema", [False, True])
+def test_convert_from_authors_checkpoint(ema: bool, tmp_path: Path) -> None:
+    from recursive_models import load_checkpoint
+    from recursive_models.convert import main
+
+    torch.manual_seed(0)
+    model = build_model("attractor", "tiny", task="sudoku6", variant="authors", num_puzzle_identifiers=3,
+                        solver={"phantom_steps": 3, "max_iter": 7})
+    torch.save(_authors_payload(model, ema), tmp_path / "step-00000007.pt")
+    assert main(["--from", "authors", str(tmp_path / "step-00000007.pt"), str(tmp_path / "out"),
+                 "--task", "sudoku6"]) == 0
+    ours, meta = load_checkpoint(tmp_path / "out")
+    assert ours.config.variant == "authors" and ours.config.solver.method == "authors"
+    assert (ours.config.solver.phantom_steps, ours.config.solver.max_iter) == (3, 7)
+    assert meta["step"] == 7 and meta["weights"] == ("reference (EMA)" if ema else "reference")
+    for k, v in model.state_dict().items():
+        want = v + 1.0 if ema and not k.endswith("_init") else v
+        assert torch.equal(ours.state_dict()[k], want), k
+
+
+def test_convert_from_authors_bad_checkpoint(tmp_path: Path, capsys) -> None:
+    from recursive_models.convert import main
+
+    torch.save({"model_state": {}}, tmp_path / "a.pt")
+    assert main(["--from", "authors", str(tmp_path / "a.pt"), str(tmp_path / "o")]) == 2
+    assert "no 'model_config'" in capsys.readouterr().err
+    model = build_model("attractor", "tiny", task="sudoku6", variant="authors", num_puzzle_identifiers=3)
+    payload = _authors_payload(model, ema=False)
+    payload["model_config"]["deq_inner"] = False
+    torch.save(payload, tmp_path / "b.pt")
+    assert main(["--from", "authors", str(tmp_path / "b.pt"), str(tmp_path / "o")]) == 2
+    assert "--from trm" in capsys.readouterr().err
+
+
+def test_convert_their_trmdeq_checkpoint_gives_their_outputs(tmp_path: Path) -> None:
+    from recursive_models import load_checkpoint
+    from recursive_models.convert import main
+    from recursive_models.reference import authors_model_config
+
+    ref = _authors_or_skip()
+    config = build_model("attractor", "tiny", task="sudoku6", variant="authors", num_puzzle_identifiers=3).config
+    torch.manual_seed(0)
+    cfg = authors_model_config(config, batch_size=B)
+    theirs = ref.model_cls(cfg)
+    with torch.no_grad():
+        theirs.inner.q_head.weight.normal_(0, 0.3)
+        theirs.inner.puzzle_emb.weights.normal_()
+    # as their train_trm_deq.py saves it (its EMA helper keeps the parameters that require grad)
+    payload = {"step": 5, "model_state": theirs.state_dict(), "model_config": cfg, "train_config": {}, "metrics": {},
+               "ema_state": {n: p.detach().clone() for n, p in theirs.named_parameters() if p.requires_grad}}
+    torch.save(payload, tmp_path / "step-00000005.pt")
+    assert main(["--from", "authors", str(tmp_path / "step-00000005.pt"), str(tmp_path / "out"),
+                 "--task", "sudoku6"]) == 0
+    ours, _ = load_checkpoint(tmp_path / "out")
+    theirs.eval()
+    batch = _batches(1)[0]
+    rc, oc = theirs.initial_carry(batch), ours.initial_carry(batch)
+    with torch.no_grad():
+        for _ in range(3):
+            rc, r = theirs(rc, batch)
+            oc, o = ours(oc, batch)
+            assert (r["logits"] - o["logits"]).abs().max() <= 1e-4

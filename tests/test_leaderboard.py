@@ -30,6 +30,7 @@ from leaderboard.db import Board, DatabaseError
 from leaderboard.scoring import submit, verify
 from leaderboard.tasks import TASKS, get_task, prepare_test_data
 from leaderboard.validate import Limits, SubmissionError, open_submission
+from recursive_models import MODELS, build_model
 
 FIXTURE = Path(__file__).parent / "data" / "checkpoints" / "attractor-tiny-sudoku6"
 
@@ -380,3 +381,22 @@ def test_quickstart_checkpoint_scores_as_its_training_run_evaluated(board):
     assert res.row["exact_accuracy"] == meta["eval/exact_accuracy"]
     assert res.row["cell_accuracy"] == pytest.approx(meta["eval/cell_accuracy"], abs=1e-12)
     assert verify(res.score_id, db=board, progress=False).ok
+
+
+_VARIANTS = [(m, v) for m in sorted(MODELS) for v in (sorted(getattr(MODELS[m], "VARIANTS", {})) or [""])]
+
+
+@pytest.mark.parametrize(("model", "variant"), _VARIANTS)
+def test_every_model_and_variant_scores(tmp_path, board, model, variant):
+    # Through the registry: a new model or Attractor variant is scored without editing this test.
+    from dataclasses import asdict
+
+    from recursive_models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    net = build_model(model, "tiny", task="sudoku6", **({"variant": variant} if variant else {}))
+    meta = {"model": asdict(net.config), "task": {"name": "sudoku6"}}
+    run = save_checkpoint(tmp_path / "run", 1, net.state_dict(), meta)
+    res = submit(run, "sudoku6", name=f"{model}-{variant}", db=board, limit=8, progress=False)
+    assert res.created and res.row["count"] == 8 and res.row["model"] == model
+    assert (res.row["solver_iters_mean"] is not None) == (model == "attractor")

@@ -21,7 +21,13 @@ from recursive_models.registry import resolve_config, sizes_of
 
 register_configs()
 SIZE_RANGES = {"7m": (6.3e6, 7.5e6), "27m": (25.5e6, 28.5e6), "tiny": (1e5, 2e6)}
-ALL = [(m, s) for m in sorted(MODELS) for s in sizes_of(m)]
+#: (model, variant) pairs: every variant of a model with variants, "" for the others
+VARIANTS = [(m, v) for m in sorted(MODELS) for v in (sorted(getattr(MODELS[m], "VARIANTS", {})) or [""])]
+ALL = [(m, s, v) for m, v in VARIANTS for s in sizes_of(m)]
+
+
+def _kw(variant: str) -> dict:
+    return {"variant": variant} if variant else {}
 
 
 def _batch(b: int = 4, seq: int = 36, vocab: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -33,11 +39,12 @@ def _batch(b: int = 4, seq: int = 36, vocab: int = 8, seed: int = 0) -> dict[str
     }
 
 
-@pytest.mark.parametrize(("model", "size"), ALL)
-def test_composed_config_parameter_count(model: str, size: str) -> None:
+@pytest.mark.parametrize(("model", "size", "variant"), ALL)
+def test_composed_config_parameter_count(model: str, size: str, variant: str) -> None:
     # Compose through hydra exactly as the CLI does, then build on the meta device (no memory, no init cost).
+    extra = [f"model.variant={variant}"] if variant else []
     with initialize_config_module("recursive_models.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={model}", f"size={size}", "task=sudoku-extreme"])
+        cfg = compose("config", overrides=[f"model={model}", f"size={size}", "task=sudoku-extreme", *extra])
     with torch.device("meta"):
         net = build_model(cfg.model.name, cfg.model.size, cfg.task.name, **model_overrides(cfg.model))
     n = sum(p.numel() for p in net.parameters())
@@ -54,10 +61,10 @@ def test_reference_parameter_counts() -> None:
     assert round(sum(p.numel() for p in hrm.parameters()) / 1e4) == 2728
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
-def test_forward_backward_and_halting(model: str) -> None:
+@pytest.mark.parametrize(("model", "variant"), VARIANTS)
+def test_forward_backward_and_halting(model: str, variant: str) -> None:
     torch.manual_seed(0)
-    net = build_model(model, "tiny", task="sudoku6")
+    net = build_model(model, "tiny", task="sudoku6", **_kw(variant))
     net.train()
     batch = _batch()
     carry = net.initial_carry(batch)
@@ -79,10 +86,10 @@ def test_forward_backward_and_halting(model: str) -> None:
     assert carry.halted.all() and (carry.steps <= n_sup).all()
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
-def test_eval_runs_all_steps_and_checkpoint_roundtrip(model: str, tmp_path) -> None:
+@pytest.mark.parametrize(("model", "variant"), VARIANTS)
+def test_eval_runs_all_steps_and_checkpoint_roundtrip(model: str, variant: str, tmp_path) -> None:
     torch.manual_seed(1)
-    net = build_model(model, "tiny", task="sudoku6").eval()
+    net = build_model(model, "tiny", task="sudoku6", **_kw(variant)).eval()
     batch = _batch(seed=3)
     with torch.no_grad():
         carry = net.initial_carry(batch)
@@ -124,7 +131,7 @@ def test_checkpoint_keeps_latest_and_rejects_mismatch(tmp_path) -> None:
 
 def test_attractor_solver_stats_and_internalization_mode() -> None:
     torch.manual_seed(0)
-    net = build_model("attractor", "tiny", task="sudoku6").eval()
+    net = build_model("attractor", "tiny", task="sudoku6", variant="backbone").eval()
     batch = _batch()
     with torch.no_grad():
         _carry, out = net(net.initial_carry(batch), batch)
@@ -141,7 +148,8 @@ def test_attractor_solver_stats_and_internalization_mode() -> None:
 @pytest.mark.parametrize("backward", ["onestep", "phantom", "ift"])
 def test_attractor_backward_modes_reach_backbone(backward: str) -> None:
     torch.manual_seed(0)
-    net = build_model("attractor", "tiny", task="sudoku6", solver={"backward": backward, "max_iter": 4})
+    net = build_model("attractor", "tiny", task="sudoku6", variant="backbone",
+                      solver={"backward": backward, "max_iter": 4})
     net.train()
     batch = _batch()
     carry, out = net(net.initial_carry(batch), batch)
