@@ -533,18 +533,23 @@ def convert_state(
 
 
 # ---- files -----------------------------------------------------------------------------------------------
-def load_reference_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A reference checkpoint (a `torch.save`'d state dict), read with ``weights_only=True`` on the CPU."""
+def _safe_load(p: Path) -> Any:
+    """``torch.load(p, weights_only=True)`` on the CPU; a file that is not one is a `ConversionError`."""
     import pickle
 
-    p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such checkpoint file: {p}")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConversionError(f"{p}: not loadable with torch.load(weights_only=True): {first[:200]}") from None
+
+
+def load_reference_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A reference checkpoint (a `torch.save`'d state dict), read with ``weights_only=True`` on the CPU."""
+    p = Path(path)
+    obj = _safe_load(p)
     if not isinstance(obj, dict) or not obj:
         raise ConversionError(f"{p}: expected a state dict (tensor name -> tensor), got {type(obj).__name__}")
     return obj
@@ -650,16 +655,8 @@ def read_authors_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Te
     The state is ``model_state`` with the parameters replaced by ``ema_state`` when present (what their evaluation
     runs; buffers such as the initial states are only in ``model_state``).
     """
-    import pickle
-
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no such checkpoint file: {p}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConversionError(f"{p}: not loadable with torch.load(weights_only=True): {first[:200]}") from None
+    obj = _safe_load(p)
     if not isinstance(obj, dict) or not isinstance(obj.get("model_state"), dict):
         raise ConversionError(f"{p}: not a train_trm_deq.py checkpoint (expected a dict with 'model_state')")
     if not isinstance(obj.get("model_config"), dict):

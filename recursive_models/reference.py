@@ -105,6 +105,15 @@ def _imports_from(root: Path, cpu_attention: bool):
 _CACHE: dict[tuple[str, str, bool], Reference] = {}
 
 
+def _git_commit(root: Path) -> str | None:
+    """The checkout's commit, when it is a git work tree."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 def load_reference(root: str | Path, arch: str, cpu_attention: bool = True) -> Reference:
     """Import an architecture (``module@Class`` as in their configs) and its loss head from a checkout.
 
@@ -123,11 +132,7 @@ def load_reference(root: str | Path, arch: str, cpu_attention: bool = True) -> R
         model_cls = getattr(importlib.import_module("models." + module_name), class_name)
         loss_head_cls = importlib.import_module("models.losses").ACTLossHead
         sparse_cls = importlib.import_module("models.sparse_embedding").CastedSparseEmbeddingSignSGD_Distributed
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        commit = out.stdout.strip() if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    commit = _git_commit(root)
     ref = Reference(root, arch, model_cls, loss_head_cls, sparse_cls, commit)
     _CACHE[key] = ref
     return ref
@@ -229,11 +234,7 @@ def load_authors(root: str | Path) -> AuthorsReference:
     with _authors_imports(root):
         deq = importlib.import_module("trm.trm_deq")
         losses = importlib.import_module("trm.losses_deq")
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        commit = out.stdout.strip() if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    commit = _git_commit(root)
     ref = AuthorsReference(root, deq.TRMDEQ, losses.ACTLossHeadDEQ, deq._anderson_solve, commit)
     _CACHE[key] = ref  # type: ignore[assignment]
     return ref

@@ -65,27 +65,43 @@ def test_variants_and_their_sizes() -> None:
         build_model("attractor", "tiny", task="sudoku6", solver={"jacobian_reg": 0.1})
 
 
+PAPER_FIXTURE = Path(__file__).parent / "data" / "checkpoints" / "attractor-paper-tiny-sudoku6"
+LEGACY_FIXTURE = Path(__file__).parent / "data" / "checkpoints" / "attractor-tiny-sudoku6"
+
+
 def test_paper_fixed_point_satisfies_both_equations_of_the_round() -> None:
-    torch.manual_seed(0)
-    model = build_model("attractor", "tiny", task="sudoku6", num_puzzle_identifiers=3,
-                        solver={"max_iter": 60, "tol": 1e-5})
-    with torch.no_grad():  # a random post-norm net is not always a contraction; a smaller one is
-        for p in model.net.parameters():
-            p.mul_(0.5)
-    model.eval()
-    batch = _batches(1)[0]
+    # A trained paper model (a random post-norm net is no contraction), solved to 1e-4 at test time: where the
+    # solver says it converged, the returned (y*, z*) satisfies z = net(z, y + x) and y = net(y, z) to that
+    # tolerance (each part within 2x the joint criterion).
+    from recursive_models import load_checkpoint
+
+    tol = 1e-4
+    model, _ = load_checkpoint(PAPER_FIXTURE, solver={"max_iter": 40, "tol": tol})
+    assert model.config.variant == "paper"
+    g = torch.Generator().manual_seed(0)
+    batch = {"inputs": torch.randint(1, 8, (16, 36), generator=g), "labels": torch.randint(2, 8, (16, 36), generator=g),
+             "puzzle_identifiers": torch.zeros(16, dtype=torch.long)}  # fmt: skip
     carry = model.initial_carry(batch)
     with torch.no_grad():
-        carry, out = model(carry, batch)
-        y, z = carry.state
         x = model.encoder(batch["inputs"], batch["puzzle_identifiers"])
         rope = model.encoder.rope()
-        z_next = model.net(z, y + x, rope)  # z = net(z, y + x)
-        y_next = model.net(y, z_next, rope)  # y = net(y, z)
-    assert out["solver_hit_max"].sum() == 0
-    for new, old in ((z_next, z), (y_next, y)):
-        rel = (new - old).flatten(1).norm(dim=1) / new.flatten(1).norm(dim=1)
-        assert rel.max() < 1e-4, rel
+        for step in range(2):
+            carry, out = model(carry, batch)
+            y, z = carry.state
+            z_next = model.net(z, y + x, rope)  # z = net(z, y + x)
+            y_next = model.net(y, z_next, rope)  # y = net(y, z)
+            ok = out["solver_hit_max"] == 0
+            assert ok.float().mean() >= 0.75, (step, out["solver_residual"])  # random boards, not puzzles
+            for new, old in ((z_next, z), (y_next, y)):
+                rel = (new - old).flatten(1).norm(dim=1) / new.flatten(1).norm(dim=1)
+                assert (rel[ok] <= 2 * tol).all(), (step, rel)
+
+
+def test_checkpoints_from_before_variants_load_as_backbone() -> None:
+    from recursive_models import load_checkpoint
+
+    model, meta = load_checkpoint(LEGACY_FIXTURE)
+    assert "variant" not in meta["model"] and model.variant == "backbone" and hasattr(model, "backbone")
 
 
 def test_paper_step_zero_embedding_gets_no_gradient() -> None:
