@@ -145,9 +145,14 @@ def main() -> None:
     ratios = {}
     for k in args.steps:
         by = {r["solver"]: r for r in rows if r["supervision_step"] == k}
+        eq, th = by["equilibrium"], by["theirs"]
         ratios[k] = {
-            "time_equilibrium_over_theirs": by["equilibrium"]["seconds_median"] / by["theirs"]["seconds_median"],
-            "evals_equilibrium_minus_theirs": by["equilibrium"]["f_evals"] - by["theirs"]["f_evals"],
+            "time_equilibrium_over_theirs": eq["seconds_median"] / th["seconds_median"],
+            "time_per_eval_equilibrium_over_theirs": (eq["seconds_median"] / eq["f_evals"])
+            / (th["seconds_median"] / th["f_evals"]),
+            "evals_equilibrium_minus_theirs": eq["f_evals"] - th["f_evals"],
+            "theirs_met_tol": th["met_tol"],
+            "equilibrium_met_tol": eq["met_tol"],
         }
     doc = {
         "run": str(args.run),

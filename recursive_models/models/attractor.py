@@ -139,19 +139,22 @@ class AttractorTRM(RecursiveModel):
     # ---- paper ----------------------------------------------------------------------------------------------
     def _step_paper(self, state: State, x: torch.Tensor, rope, reset: torch.Tensor):
         y0, z0 = self.reset_state(state, reset)
-        s = self.config.solver
-        if s.max_iter == 0:  # decode the warm start
-            zeros = torch.zeros(x.shape[0], device=x.device)
-            return (y0, z0), y0, {"solver_nstep": zeros, "solver_residual": zeros, "solver_hit_max": zeros}
+        if self.config.solver.max_iter == 0:  # decode the warm start
+            return (y0, z0), y0, _no_solve(x)
+        (y, z), info = self._solve_round(self.net, y0, z0, x, rope)
+        return (y, z), y, info
+
+    def _solve_round(self, net, y0: torch.Tensor, z0: torch.Tensor, inject: torch.Tensor, rope):
+        """The fixed point of TRM's round ``z' = net(z, y + inject)``, ``y' = net(y, z')`` from ``(y0, z0)``."""
 
         def f(st: State) -> State:
             y, z = st
-            z = self.net(z, y + x, rope).to(z0.dtype)
-            y = self.net(y, z, rope).to(y0.dtype)
+            z = net(z, y + inject, rope).to(z0.dtype)
+            y = net(y, z, rope).to(y0.dtype)
             return y, z
 
-        (y, z), stats = fixed_point(f, (y0, z0), **_solver_kwargs(s, x))
-        return (y, z), y, _stats_info(stats)
+        (y, z), stats = fixed_point(f, (y0, z0), **_solver_kwargs(self.config.solver, inject))
+        return (y, z), _stats_info(stats)
 
     # ---- authors --------------------------------------------------------------------------------------------
     def _step_authors(self, state: State, x: torch.Tensor, rope, reset: torch.Tensor):
@@ -173,11 +176,9 @@ class AttractorTRM(RecursiveModel):
         def fmap(v: torch.Tensor) -> torch.Tensor:
             return self.net(v, ctx, rope)
 
-        b = z.shape[0]
         with torch.no_grad():
             if s.max_iter == 0:
-                zeros = torch.zeros(b, device=z.device)
-                z_star, info = z, {"solver_nstep": zeros, "solver_residual": zeros, "solver_hit_max": zeros}
+                z_star, info = z, _no_solve(z)
             elif s.method == "authors":
                 z_star, info = authors_anderson(
                     fmap, z, max_iter=s.max_iter, min_iter=s.min_iter, tol=_tol(s, z), m=s.m, beta=s.beta
@@ -221,17 +222,9 @@ class AttractorTRM(RecursiveModel):
         if s.max_iter == 0:
             # Decode the warm start directly; at step zero it is `p` itself, so keep p's graph.
             y = torch.where(reset.view(-1, 1, 1), p.to(y0.dtype), y0)
-            zeros = torch.zeros(x.shape[0], device=x.device)
-            return (y0, z0), y, {"solver_nstep": zeros, "solver_residual": zeros, "solver_hit_max": zeros}
-
-        def f(st: State) -> State:
-            y, z = st
-            z = self.attractor(z, y + p, rope).to(z0.dtype)
-            y = self.attractor(y, z, rope).to(y0.dtype)
-            return y, z
-
-        (y, z), stats = fixed_point(f, (y0, z0), **_solver_kwargs(s, x))
-        return (y, z), y, _stats_info(stats)
+            return (y0, z0), y, _no_solve(x)
+        (y, z), info = self._solve_round(self.attractor, y0, z0, p, rope)
+        return (y, z), y, info
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------
@@ -262,6 +255,12 @@ def _solver_kwargs(s: SolverConfig, like: torch.Tensor) -> dict:
         "m": s.m,
         "beta": s.beta,
     }
+
+
+def _no_solve(like: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The diagnostics of a skipped solve (``solver.max_iter=0``): zeros, ``(B,)``."""
+    zeros = torch.zeros(like.shape[0], device=like.device)
+    return {"solver_nstep": zeros, "solver_residual": zeros, "solver_hit_max": zeros}
 
 
 def _stats_info(stats) -> dict[str, torch.Tensor]:
