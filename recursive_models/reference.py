@@ -253,14 +253,10 @@ def authors_model_config(config: ModelConfig, batch_size: int, forward_dtype: st
     if s.method != "authors":
         raise ValueError(f"their TRMDEQ always uses their own Anderson; solver.method={s.method!r} has no equivalent")
     trm_like = dataclasses.replace(config, name="trm", variant="")
-    arch = reference_arch(trm_like, forward_dtype)
-    arch.pop("name")
+    arch = reference_model_config(trm_like, batch_size, forward_dtype)
+    arch.pop("causal")  # TRMDEQConfig is built directly, without pretrain.py's extra key
     return {
         **arch,
-        "batch_size": batch_size,
-        "seq_len": config.seq_len,
-        "vocab_size": config.vocab_size,
-        "num_puzzle_identifiers": config.num_puzzle_identifiers,
         "deq_inner": True,
         "deq_max_iter": s.max_iter,
         "deq_min_iter": s.min_iter,
