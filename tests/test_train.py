@@ -64,10 +64,16 @@ def _losses(run_dir: Path) -> list[float]:
     return [r["train/loss"] for r in rows if "train/loss" in r]
 
 
+#: (model, variant): every Attractor variant is its own recorded run ("" for models without variants)
+VARIANTS = [(m, v) for m in sorted(MODELS) for v in (sorted(getattr(MODELS[m], "VARIANTS", {})) or [""])]
+
+
 @pytest.mark.e2e
-@pytest.mark.parametrize("model", sorted(MODELS))
-def test_few_steps_match_recorded_losses(model: str, sudoku6_dir: Path, tmp_path: Path) -> None:
-    result = train(_cfg(sudoku6_dir, tmp_path, f"model={model}"))
+@pytest.mark.parametrize(("model", "variant"), VARIANTS)
+def test_few_steps_match_recorded_losses(model: str, variant: str, sudoku6_dir: Path, tmp_path: Path) -> None:
+    extra = [f"model.variant={variant}"] if variant else []
+    result = train(_cfg(sudoku6_dir, tmp_path, f"model={model}", *extra))
+    key = f"{model}/{variant}" if variant else model
     losses = _losses(tmp_path)
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
     assert 0 <= result["eval/exact_accuracy"] <= 1 and result["eval/count"] == 16
@@ -78,11 +84,11 @@ def test_few_steps_match_recorded_losses(model: str, sudoku6_dir: Path, tmp_path
     assert not any(k.startswith("_orig_mod") for k in load_file(Path(result["checkpoint"]) / "model.safetensors"))
     recorded = json.loads(RECORDED.read_text()) if RECORDED.exists() else {}
     if os.environ.get("RECORD_LOSSES"):
-        recorded[model] = losses
+        recorded[key] = losses
         RECORDED.parent.mkdir(exist_ok=True)
         RECORDED.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
-    assert model in recorded, f"no recorded losses for {model}; run with RECORD_LOSSES=1 once"
-    torch.testing.assert_close(torch.tensor(losses), torch.tensor(recorded[model]), rtol=2e-3, atol=1e-4)
+    assert key in recorded, f"no recorded losses for {key}; run with RECORD_LOSSES=1 once"
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(recorded[key]), rtol=2e-3, atol=1e-4)
 
 
 @pytest.mark.e2e
@@ -283,8 +289,9 @@ def test_evaluate_limit_is_not_reportable_and_maze_paths(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_default_attractor_run_learns(tmp_path: Path) -> None:
-    # The README's run command, shortened: the default tiny Attractor on sudoku6 must clearly learn in 400 steps
-    # (random guessing of the blank cells gives ~0.6 cell accuracy; the full 1500-step run reaches ~0.95).
+    # The README's run command, shortened: the default tiny Attractor (variant=paper) on sudoku6 must clearly learn
+    # in 400 steps (random guessing of the blank cells gives ~0.6 cell accuracy; the paper variant had 0.76-0.78
+    # after 330-520 steps in the equal-budget study, 0.87 after the main job's 765).
     data = tmp_path / "sudoku6"
     build("sudoku6", data, train=1000, test=200, aug=0, seed=0, progress=False)
     with initialize_config_module("recursive_models.conf", version_base="1.3"):
@@ -298,7 +305,7 @@ def test_default_attractor_run_learns(tmp_path: Path) -> None:
             ],
         )
     result = train(cfg)
-    assert result["eval/cell_accuracy"] > 0.75, result
+    assert result["eval/cell_accuracy"] > 0.72, result
     assert 1 <= result["solver/nstep_mean"] <= 6  # the tiny size's solver budget
 
 
