@@ -20,25 +20,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_convert import B, _batches  # the same random 6x6 boards (tests/ is on sys.path under pytest)
 
 from recursive_models import build_model
 from recursive_models.convert import key_map
 from recursive_models.losses import act_loss
 
 AUTHORS_ROOT = os.environ.get("ATTRACTOR_REFERENCE_AUTHORS")
-B = 4
-
-
-def _batches(n: int, seed: int = 1) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(seed)
-    return [
-        {
-            "inputs": torch.randint(0, 8, (B, 36), generator=g),
-            "labels": torch.randint(1, 8, (B, 36), generator=g),
-            "puzzle_identifiers": torch.randint(0, 3, (B,), generator=g),
-        }
-        for _ in range(n)
-    ]
 
 
 # ---- no reference needed --------------------------------------------------------------------------------------
