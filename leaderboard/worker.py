@@ -2,7 +2,7 @@
 
 `leaderboard.scoring.submit` and `verify` never unpickle or evaluate a submission in their own process. They
 copy its files into a private temporary folder (`stage_submission`), run the cheap checks, and hand the copy to
-``python -m leaderboard.worker JOB.json``, started by `run_worker` with
+a child Python started by `run_worker`, which first lowers its own limits and then runs `main`:
 
 * an address-space cap (``RLIMIT_AS``, CPU scoring) and a resident-set cap checked by the parent (always, so
   also for CUDA, where an address-space cap would break the driver);
@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -38,6 +37,16 @@ from leaderboard.validate import Limits, SubmissionError
 
 log = logging.getLogger(__name__)
 RESULT = "result.json"
+# The worker's first statements: it lowers its own limits (soft and hard, so they cannot be raised again) before
+# it imports torch or reads the submission. Doing it here rather than in a preexec_fn keeps the parent safe to
+# use from threads (a web service).
+_BOOT = """import json, resource, sys
+job = json.load(open(sys.argv[1]))
+for name, (soft, hard) in job["rlimits"].items():
+    resource.setrlimit(getattr(resource, name), (soft, hard))
+from leaderboard.worker import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,6 @@ def run_worker(job: dict, workdir: Path, wall_seconds: float, limits: WorkerLimi
     threads = limits.threads or torch.get_num_threads()
     cpu_seconds = int(limits.cpu_seconds or wall_seconds * threads + 5)
     job = {**job, "threads": threads}
-    (workdir / "job.json").write_text(json.dumps(job))
     cuda = str(job.get("device", "cpu")).startswith("cuda")
     root = str(Path(__file__).resolve().parent.parent)  # the folder holding the leaderboard package
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "TMPDIR": str(workdir),
@@ -120,25 +128,24 @@ def run_worker(job: dict, workdir: Path, wall_seconds: float, limits: WorkerLimi
         if k in os.environ:
             env[k] = os.environ[k]
 
-    def limit_child() -> None:  # runs in the child between fork and exec
-        if not cuda:  # CUDA reserves far more address space than it uses; the RSS check covers it
-            resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.output_bytes, limits.output_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    rlimits = {"RLIMIT_CPU": (cpu_seconds, cpu_seconds + 5), "RLIMIT_FSIZE": (limits.output_bytes,) * 2,
+               "RLIMIT_CORE": (0, 0)}  # fmt: skip
+    if not cuda:  # CUDA reserves far more address space than it uses; the parent's RSS check covers it
+        rlimits["RLIMIT_AS"] = (limits.memory_bytes,) * 2
+    job["rlimits"] = rlimits
+    (workdir / "job.json").write_text(json.dumps(job))
 
     out = open(workdir / "worker.log", "wb")
     t0 = time.monotonic()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "leaderboard.worker", str(workdir / "job.json")],
+            [sys.executable, "-P", "-c", _BOOT, str(workdir / "job.json")],
             cwd=workdir,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=limit_child,
         )
     finally:
         out.close()
@@ -209,7 +216,3 @@ def main(argv: list[str]) -> int:
     tmp.write_text(json.dumps(result))
     os.replace(tmp, job_file.parent / RESULT)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
