@@ -177,11 +177,14 @@ class _Folder:
     def entries(self, limit: int) -> list[str]:
         """Names in the folder, refusing folders of more than ``limit`` entries."""
         names = []
-        with os.scandir(self.fd) as it:
-            for entry in it:
-                names.append(entry.name)
-                if len(names) > limit:
-                    raise SubmissionError(f"{self.shown}: more than {limit:,} entries in the submission folder")
+        try:
+            with os.scandir(self.fd) as it:
+                for entry in it:
+                    names.append(entry.name)
+                    if len(names) > limit:
+                        raise SubmissionError(f"{self.shown}: more than {limit:,} entries in the submission folder")
+        except OSError as e:
+            raise SubmissionError(f"{self.shown}: cannot list the folder ({e.strerror})") from None
         return sorted(names)
 
     def open_file(self, name: str, limit: int, what: str) -> tuple[int, int]:
