@@ -228,11 +228,12 @@ def score_staged(
 
 @contextmanager
 def _shown_as(staged: Path, path: str | os.PathLike):
-    """Rejections name the submitter's path, not the private copy."""
+    """Rejections name the submitter's folder, not the private copy."""
     try:
         yield
     except SubmissionError as e:
-        raise SubmissionError(str(e).replace(str(staged), str(path))) from None
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        raise SubmissionError(str(e).replace(str(staged), str(folder))) from None
 
 
 def submit(
