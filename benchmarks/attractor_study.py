@@ -67,6 +67,8 @@ def run_one(name: str, overrides: list[str], seed: int, args: argparse.Namespace
     """Train one entry at one seed in a fresh process (skipped when its results.json exists)."""
     out = Path(args.runs) / args.study / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}-s{seed}"
     done = out / "results.json"
+    if args.finished_only and not done.exists():
+        return {}
     if not done.exists():
         cmd = [
             sys.executable, "-m", "recursive_models.train", "size=tiny", "task=sudoku6", *overrides,
@@ -121,6 +123,7 @@ def summarise(entries: dict, results: dict) -> list[dict]:
                 "exact_per_seed": acc,
                 "bootstrap_se_mean": statistics.mean(r["eval/exact_accuracy_se"] for r in runs),
                 "cell_mean": statistics.mean(r["eval/cell_accuracy"] for r in runs),
+                "cell_per_seed": [r["eval/cell_accuracy"] for r in runs],
                 "steps_mean": statistics.mean(r["run"]["steps"] for r in runs),
                 "train_minutes_mean": statistics.mean(r["run"]["train_minutes"] for r in runs),
                 "solver_nstep_mean": _mean([r.get("solver/nstep_mean") for r in runs]),
@@ -129,6 +132,10 @@ def summarise(entries: dict, results: dict) -> list[dict]:
             }
         )
     return rows
+
+
+def _std(xs: list | None) -> float:
+    return statistics.stdev(xs) if xs and len(xs) > 1 else float("nan")
 
 
 def _mean(xs: list) -> float | None:
@@ -145,8 +152,8 @@ def markdown(doc: dict) -> str:
         f"Commit `{doc['commit']}`; {doc['machine']['cpu']}, {doc['machine']['cores']} cores, {doc['jobs']} runs at a "
         f"time with 1 thread each; command `{doc['command']}`.",
         "",
-        "| entry | params | test exact acc. (mean ± std, n) | per seed | bootstrap s.e. | cell acc. | steps | "
-        "solver evals / step | solves at max_iter | halt step |",
+        "| entry | params | test exact acc. (mean ± std, n) | per seed | bootstrap s.e. | cell acc. (mean ± std) | "
+        "steps | solver evals / step | solves at max_iter | halt step |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in doc["rows"]:
@@ -156,30 +163,35 @@ def markdown(doc: dict) -> str:
         lines.append(
             f"| {r['entry']} | {r['parameters'] / 1e6:.3f}M | "
             f"**{100 * r['exact_mean']:.1f} ± {100 * r['exact_std']:.1f}** (n={r['seeds']}) | {per} | "
-            f"{100 * r['bootstrap_se_mean']:.1f} | {100 * r['cell_mean']:.1f} | "
+            f"{100 * r['bootstrap_se_mean']:.1f} | "
+            f"{100 * r['cell_mean']:.1f} ± {100 * _std(r.get('cell_per_seed')):.1f} | "
             f"{r['steps_mean']:.0f} | {nstep} | {hit} | {r['halt_steps_mean']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def plot(doc: dict, path: str) -> None:
-    """Mean ± std test exact accuracy per entry, each seed as a dot."""
+    """Mean ± std test exact and cell accuracy per entry, each seed as a dot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = doc["rows"]
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(max(9, 2.2 * len(rows)), 4.5))
     x = list(range(len(rows)))
     colors = ["tab:red" if r["entry"].startswith("attractor") else "tab:blue" for r in rows]
-    ax.bar(x, [100 * r["exact_mean"] for r in rows], yerr=[100 * r["exact_std"] for r in rows], color=colors,
-           alpha=0.6, capsize=4)  # fmt: skip
-    for i, r in enumerate(rows):
-        ax.scatter([i] * len(r["exact_per_seed"]), [100 * a for a in r["exact_per_seed"]], color="k", s=10, zorder=3)
-    ax.set_xticks(x, [f"{r['entry']}\n{r['parameters'] / 1e6:.2f}M" for r in rows], fontsize=7, rotation=20)
-    ax.set(ylabel="test exact accuracy (%)", title=f"{doc['study']}: mean ± std over seeds (dots: seeds)")
-    ax.grid(alpha=0.3, axis="y")
+    for ax, key, label in ((axes[0], "exact", "test exact accuracy (%)"), (axes[1], "cell", "test cell accuracy (%)")):
+        per = [r.get(f"{key}_per_seed", []) for r in rows]
+        mean = [100 * statistics.mean(p) if p else 0.0 for p in per]
+        std = [100 * statistics.stdev(p) if len(p) > 1 else 0.0 for p in per]
+        ax.bar(x, mean, yerr=std, color=colors, alpha=0.6, capsize=4)
+        for i, p in enumerate(per):
+            ax.scatter([i] * len(p), [100 * a for a in p], color="k", s=10, zorder=3)
+        ax.set_xticks(x, [f"{r['entry']}\n{r['parameters'] / 1e6:.2f}M" for r in rows], fontsize=7, rotation=20)
+        ax.set(ylabel=label)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"{doc['study']}: mean ± std over seeds (dots: seeds), commit {doc['commit']}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -195,6 +207,11 @@ def main() -> None:
     p.add_argument("--runs", default="runs/attractor_study")
     p.add_argument("--out", help="write OUT.json, OUT.md and OUT.png")
     p.add_argument("--replot", help="only redraw OUT.png from OUT.json")
+    p.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="run nothing: summarise the runs already finished in --runs (an interrupted study)",
+    )
     args = p.parse_args()
     if args.replot:
         plot(json.loads(Path(args.replot + ".json").read_text()), args.replot + ".png")

@@ -108,15 +108,33 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _limits(args):
+    from dataclasses import replace
+
     from leaderboard.validate import Limits
 
     d = Limits()
-    return Limits(
-        max_parameters=args.max_params or d.max_parameters,
-        max_file_bytes=args.max_bytes or d.max_file_bytes,
-        max_header_bytes=d.max_header_bytes,
-        max_meta_bytes=d.max_meta_bytes,
+    return replace(
+        d, max_parameters=args.max_params or d.max_parameters, max_file_bytes=args.max_bytes or d.max_file_bytes
     )
+
+
+def _worker(args):
+    from leaderboard.worker import WorkerLimits
+
+    d = WorkerLimits()
+    return WorkerLimits(
+        memory_bytes=int(args.worker_memory_gib * (1 << 30)) if args.worker_memory_gib else d.memory_bytes,
+        time_scale=args.worker_time_scale or d.time_scale,
+        wall_seconds=args.worker_seconds,
+        threads=args.worker_threads or d.threads,
+    )
+
+
+def _worker_flags(p) -> None:
+    p.add_argument("--worker-memory-gib", type=float, help="scoring worker's memory cap (default 8 GiB)")
+    p.add_argument("--worker-seconds", type=float, help="scoring worker's wall-clock limit (default: the task spec's)")
+    p.add_argument("--worker-time-scale", type=float, help="multiply the task spec's time limit (slow machines)")
+    p.add_argument("--worker-threads", type=int, help="torch threads of the scoring worker (default: as here)")
 
 
 def _print_result(res, as_json: bool) -> None:
@@ -156,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     s.add_argument("--max-params", type=int, help="refuse larger models (default 100M)")
     s.add_argument("--max-bytes", type=int, help="refuse larger files (default 1 GiB)")
+    _worker_flags(s)
     s.add_argument("--json", action="store_true", help="print the entry as JSON")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -173,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--path", help="the checkpoint (default: the stored copy)")
     v.add_argument("--data", help="the test data, for entries scored with --data")
     v.add_argument("--device", default="cpu")
+    _worker_flags(v)
     v.add_argument("--quiet", action="store_true")
 
     e = sub.add_parser("export", help="write the board as HTML, CSV and/or JSON")
@@ -212,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 device=args.device,
                 limit=args.limit,
                 limits=_limits(args),
+                worker=_worker(args),
                 store=args.store,
                 progress=not args.quiet,
             )
@@ -244,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                 data=args.data,
                 device=args.device,
                 store=args.store,
+                worker=_worker(args),
                 progress=not args.quiet,
             )
             for k, (a, b) in rep.compared.items():

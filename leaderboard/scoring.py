@@ -11,6 +11,12 @@ spec's limits), with deterministic algorithms and fixed seeds, so the same check
 again. Throughput (examples per second on the scoring device) is recorded but, being a timing, is not compared
 by `verify`.
 
+Scoring happens in a separate worker process under hard limits (`leaderboard.worker`): the submission's files
+are first copied, without following links, into a private temporary folder, the checks that need no unpickling
+run here (`leaderboard.validate.inspect_submission`), and the worker loads and scores the copy under an
+address-space/RSS cap, a CPU-time cap and a wall-clock timeout from the task spec. A worker stopped at a limit
+is a one-line rejection; the board and the store are written only after a successful result.
+
 Accepted submissions are copied into a content-addressed store (``<db>.files/<sha256>/`` beside an SQLite
 file, or ``$LEADERBOARD_STORE``), written to a temporary folder and renamed into place, so ``verify`` can re-score
 exactly what was scored.
@@ -23,7 +29,8 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +38,8 @@ import torch
 
 from leaderboard.db import Board, metrics_json
 from leaderboard.tasks import TaskSpec, get_task, prepare_test_data
-from leaderboard.validate import Limits, Submission, SubmissionError, open_submission
+from leaderboard.validate import Limits, Submission, SubmissionError, inspect_submission, stage_submission
+from leaderboard.worker import WorkerLimits, run_worker
 
 STORE_ENV = "LEADERBOARD_STORE"
 #: metrics compared by verify: exact equality for counts/accuracies, a relative tolerance for float diagnostics
@@ -54,7 +62,6 @@ class SubmitResult:
     score_id: int
     created: bool
     row: dict
-    submission: Submission | None = field(default=None, repr=False)
 
 
 def check_compatible(sub: Submission, spec: TaskSpec, vocab_size: int, seq_len: int) -> None:
@@ -160,17 +167,16 @@ def store_dir(board: Board, store: str | os.PathLike | None = None) -> Path | No
     return None
 
 
-def keep_copy(sub: Submission, root: Path) -> Path:
-    """Copy the submission's files into ``root/<sha256>/`` atomically (a no-op when already there)."""
-    final = root / sub.sha256
+def keep_copy(staged: Path, sha256: str, root: Path) -> Path:
+    """Copy a staged submission folder into ``root/<sha256>/`` atomically (a no-op when already there)."""
+    final = root / sha256
     if final.is_dir():
         return final
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{sub.sha256[:12]}."))
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{sha256[:12]}."))
     try:
-        shutil.copyfile(sub.path, tmp / sub.path.name)
-        if sub.meta_path is not None:
-            shutil.copyfile(sub.meta_path, tmp / "meta.json")
+        for f in staged.iterdir():
+            shutil.copyfile(f, tmp / f.name)
         try:
             os.replace(tmp, final)
         except OSError:  # a concurrent submitter of the same file got there first
@@ -179,6 +185,55 @@ def keep_copy(sub: Submission, root: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def submission_record(sub: Submission) -> dict:
+    """What the board keeps of a validated submission (the worker sends it back to the parent)."""
+    return {
+        "sha256": sub.sha256,
+        "model": sub.config.name,
+        "size": sub.config.size,
+        "parameters": sub.parameters,
+        "file_bytes": sub.file_bytes,
+        "file_format": sub.file_format,
+        "meta_json": metrics_json(sub.meta),
+    }
+
+
+def score_staged(
+    staged: Path,
+    spec: TaskSpec,
+    data_dir: Path,
+    workdir: Path,
+    *,
+    device: str | torch.device = "cpu",
+    limit: int | None = None,
+    limits: Limits | None = None,
+    worker: WorkerLimits | None = None,
+) -> tuple[dict, dict]:
+    """Load and score a staged submission in a limited worker: ``(score row, submission record)``.
+
+    Raises:
+        SubmissionError: rejected by a check in the worker or stopped at one of its limits.
+    """
+    limits, worker = limits or Limits(), worker or WorkerLimits()
+    n_test = _data_shape(data_dir)[2]
+    examples = n_test if limit is None else min(limit, n_test)
+    wall = worker.wall_seconds or spec.score_seconds(examples) * worker.time_scale
+    job = {"path": str(staged), "task": spec.to_dict(), "data_dir": str(Path(data_dir).resolve()),
+           "device": str(device), "limit": limit, "limits": asdict(limits)}  # fmt: skip
+    result = run_worker(job, workdir, wall, worker)
+    return result["row"], result["submission"]
+
+
+@contextmanager
+def _shown_as(staged: Path, path: str | os.PathLike):
+    """Rejections name the submitter's folder, not the private copy."""
+    try:
+        yield
+    except SubmissionError as e:
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        raise SubmissionError(str(e).replace(str(staged), str(folder))) from None
 
 
 def submit(
@@ -191,11 +246,12 @@ def submit(
     device: str | torch.device = "cpu",
     limit: int | None = None,
     limits: Limits | None = None,
+    worker: WorkerLimits | None = None,
     kind: str = "measured",
     store: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> SubmitResult:
-    """Validate, score and record a submission (see the module docstring).
+    """Validate, score (in a limited worker) and record a submission (see the module docstring).
 
     Raises:
         SubmissionError: the submission was rejected (nothing is written).
@@ -204,41 +260,35 @@ def submit(
     name = name.strip()
     if not name or len(name) > 200:
         raise SubmissionError("--name must be 1 to 200 characters")
-    from puzzles.datasets import get_dataset
-
     spec = get_task(task)
     if limit is not None and limit < 1:
         raise SubmissionError(f"--limit must be at least 1, got {limit}")
     board = db if isinstance(db, Board) else Board(db)
-    sub = open_submission(path, limits)
-    family = get_dataset(spec.name)
-    check_compatible(sub, spec, family.vocab_size, family.seq_len)  # before building any test data
-    board.check_fingerprint(spec.name, spec.version, spec.fingerprint)
-    data_dir, data_id = prepare_test_data(spec, data, progress=progress)
-    n_test = _data_shape(data_dir)[2]  # score() checks the model against this data's vocabulary and length
-    limit_key = 0 if limit is None or limit >= n_test else limit  # a limit covering the split is a full run
-    existing = board.find_score(sub.sha256, spec.name, spec.version, data_id, limit_key)
-    if existing is not None:
-        return SubmitResult(int(existing["id"]), False, existing, sub)
-    row = score(sub, spec, data_dir, device=device, limit=limit, progress=progress)
-    row["data"] = data_id
-    root = store_dir(board, store)
-    if root is not None:
-        keep_copy(sub, root)
-    submission_row = {
-        "sha256": sub.sha256,
-        "name": name,
-        "model": sub.config.name,
-        "size": sub.config.size,
-        "parameters": sub.parameters,
-        "file_bytes": sub.file_bytes,
-        "file_format": sub.file_format,
-        "kind": kind,
-        "meta_json": metrics_json(sub.meta),
-    }
-    score_id, created = board.add(submission_row, row)
-    stored = board.get(score_id)
-    return SubmitResult(score_id, created, stored, sub)
+    limits = limits or Limits()
+    with tempfile.TemporaryDirectory(prefix="leaderboard-score-") as tmp:
+        work = Path(tmp)
+        staged = stage_submission(path, work / "submission", limits)
+        with _shown_as(staged, path):
+            pre = inspect_submission(staged, limits, task=spec)  # no unpickling; before any test data is built
+        board.check_fingerprint(spec.name, spec.version, spec.fingerprint)
+        data_dir, data_id = prepare_test_data(spec, data, progress=progress)
+        n_test = _data_shape(data_dir)[2]
+        limit_key = 0 if limit is None or limit >= n_test else limit  # a limit covering the split is a full run
+        existing = board.find_score(pre.sha256, spec.name, spec.version, data_id, limit_key) if pre.config else None
+        if existing is not None:
+            return SubmitResult(int(existing["id"]), False, existing)
+        if progress:
+            print(f"scoring {path} on {spec.key} in a worker process...", flush=True)
+        with _shown_as(staged, path):
+            row, record = score_staged(
+                staged, spec, data_dir, work, device=device, limit=limit, limits=limits, worker=worker
+            )
+        row["data"] = data_id
+        root = store_dir(board, store)
+        if root is not None:
+            keep_copy(staged, record["sha256"], root)
+        score_id, created = board.add({**record, "name": name, "kind": kind}, row)
+    return SubmitResult(score_id, created, board.get(score_id))
 
 
 @dataclass
@@ -267,6 +317,8 @@ def verify(
     data: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     store: str | os.PathLike | None = None,
+    limits: Limits | None = None,
+    worker: WorkerLimits | None = None,
     progress: bool = True,
 ) -> VerifyReport:
     """Re-score a board entry from its stored copy (or ``path``) and compare every deterministic metric.
@@ -283,11 +335,6 @@ def verify(
         path = root / row["sha256"] if root is not None else None
         if path is None or not Path(path).is_dir():
             raise SubmissionError(f"no stored copy of submission {row['sha256'][:12]}; pass --path to the checkpoint")
-    sub = open_submission(path)
-    if sub.sha256 != row["sha256"]:
-        raise SubmissionError(
-            f"{path} is not the scored submission (hash {sub.sha256[:12]}, entry {row['sha256'][:12]})"
-        )
     spec = get_task(f"{row['task']}@{row['task_version']}")
     if spec.fingerprint != row["task_fingerprint"]:
         raise SubmissionError(f"{spec.key}'s spec changed since this entry was scored; it cannot be re-scored")
@@ -299,7 +346,19 @@ def verify(
         data_dir, data_id = prepare_test_data(spec, data, progress=progress)
     if data_id != row["data"]:
         raise SubmissionError(f"the test data is {data_id}, but the entry was scored on {row['data']}")
-    now = score(sub, spec, data_dir, device=device, limit=row["limit_n"] or None, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="leaderboard-verify-") as tmp:
+        staged = stage_submission(path, Path(tmp) / "submission", limits)
+        with _shown_as(staged, path):
+            pre = inspect_submission(staged, limits, task=spec)
+            if pre.config is not None and pre.sha256 != row["sha256"]:
+                raise SubmissionError(
+                    f"{path} is not the scored submission (hash {pre.sha256[:12]}, entry {row['sha256'][:12]})"
+                )
+            now, record = score_staged(staged, spec, data_dir, Path(tmp), device=device, limit=row["limit_n"] or None,
+                                  limits=limits, worker=worker)  # fmt: skip
+    if record["sha256"] != row["sha256"]:  # a pickle that carries its own description: known only now
+        raise SubmissionError(f"{path} is not the scored submission (hash {record['sha256'][:12]}, entry "
+                              f"{row['sha256'][:12]})")  # fmt: skip
     compared = {k: (row[k], now[k]) for k in VERIFIED}
     mismatches = [f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in compared.items() if not _same(a, b)]
     return VerifyReport(score_id, not mismatches, compared, mismatches)

@@ -31,6 +31,41 @@ class TaskError(ValueError):
     """An unknown task, version or test-data folder."""
 
 
+#: spec fields that decide what may be scored, or how it is shown, not what a score means (not fingerprinted)
+_UNSCORED = ("description", "reported", "bounds", "score_seconds_base", "score_seconds_per_example")
+
+
+@dataclass(frozen=True)
+class ConfigBounds:
+    """Inclusive ``(low, high)`` ranges for every model-config field that sizes memory or compute.
+
+    A submission's ``meta.json`` is checked against these before any module or tensor is built (the parameter
+    count is then computed arithmetically and checked against the deployment's limit). A field outside its
+    range is a one-line rejection naming the field and the range. ``halt_max_steps`` and ``solver.max_iter``
+    are capped by the spec's own ``max_steps`` / ``max_solver_iter``; ``vocab_size`` and ``seq_len`` must equal
+    the task's. The bounds decide what may be scored, not what a score means, so they are not part of the
+    spec's fingerprint; the defaults admit every registered size (TRM/HRM/Attractor 27M) with room to spare.
+    """
+
+    hidden_size: tuple[int, int] = (8, 1024)
+    num_heads: tuple[int, int] = (1, 32)
+    expansion: tuple[float, float] = (0.5, 8.0)
+    layers: tuple[int, int] = (1, 16)
+    h_layers: tuple[int, int] = (0, 16)
+    backbone_layers: tuple[int, int] = (0, 16)
+    h_cycles: tuple[int, int] = (0, 16)
+    l_cycles: tuple[int, int] = (0, 16)
+    puzzle_emb_len: tuple[int, int] = (0, 32)
+    num_puzzle_identifiers: tuple[int, int] = (1, 1 << 20)
+    seq_len: tuple[int, int] = (1, 1024)  # without a task; with one it must equal the task's
+    vocab_size: tuple[int, int] = (2, 1024)
+    solver_m: tuple[int, int] = (1, 16)
+    solver_min_iter: tuple[int, int] = (0, 64)
+    solver_phantom_steps: tuple[int, int] = (0, 16)
+    solver_ift_max_iter: tuple[int, int] = (0, 64)
+    solver_jacobian_reg_samples: tuple[int, int] = (1, 8)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """One version of one leaderboard task.
@@ -48,6 +83,10 @@ class TaskSpec:
         batch_size: examples per forward (fixed: batch composition must not change a score).
         bootstrap_seed: seed of the bootstrap standard error.
         reported: the papers' published numbers for this task, shown as "reported, not measured here".
+        bounds: the ranges a submission's config must lie in (`ConfigBounds`).
+        score_seconds_base, score_seconds_per_example: the scoring worker's wall-clock limit is
+            ``base + per_example * examples scored`` seconds (times the deployment's ``time_scale``); its CPU
+            time limit is that times its threads. Sized for a CPU scorer at the largest admitted config.
     """
 
     name: str
@@ -61,6 +100,9 @@ class TaskSpec:
     batch_size: int = 256
     bootstrap_seed: int = 0
     reported: tuple[tuple[str, str, int, float, str], ...] = ()  # (name, model, parameters, accuracy, source)
+    bounds: ConfigBounds = ConfigBounds()
+    score_seconds_base: float = 120.0
+    score_seconds_per_example: float = 2.0
 
     @property
     def key(self) -> str:
@@ -70,9 +112,25 @@ class TaskSpec:
     @property
     def fingerprint(self) -> str:
         """Hash of every field that changes a score, plus the evaluation code's version."""
-        fields = {k: v for k, v in asdict(self).items() if k not in ("description", "reported")}
+        fields = {k: v for k, v in asdict(self).items() if k not in _UNSCORED}
         blob = json.dumps({**fields, "eval_version": EVAL_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        """The spec as JSON-able values (what the scoring worker is sent: it uses this spec, not the registry)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TaskSpec:
+        """Inverse of `to_dict`."""
+        d = dict(d)
+        d["bounds"] = ConfigBounds(**{k: tuple(v) for k, v in d["bounds"].items()})
+        d["reported"] = tuple(tuple(r) for r in d["reported"])
+        return cls(**d)
+
+    def score_seconds(self, examples: int) -> float:
+        """Wall-clock limit of one scoring worker that scores ``examples`` puzzles (before ``time_scale``)."""
+        return self.score_seconds_base + self.score_seconds_per_example * examples
 
 
 # Published numbers. HRM and TRM: the TRM paper (Jolicoeur-Martineau 2025), Table 1 (HRM 27M, TRM with
@@ -105,8 +163,15 @@ _SPECS = [
         batch_size=128,
         reported=_MAZE_REPORTED,
     ),
-    TaskSpec("sudoku6", 1, "CPU preset: 6x6 Sudoku, the quickstart's test split", test_size=500),
-    TaskSpec("maze-small", 1, "CPU preset: 12x12 mazes", test_size=500),
+    # The CPU presets are scored on CPU: 0.5 s per puzzle is ~50x what a tiny model needs.
+    TaskSpec(
+        "sudoku6",
+        1,
+        "CPU preset: 6x6 Sudoku, the quickstart's test split",
+        test_size=500,
+        score_seconds_per_example=0.5,
+    ),
+    TaskSpec("maze-small", 1, "CPU preset: 12x12 mazes", test_size=500, score_seconds_per_example=0.5),
 ]
 
 TASKS: dict[str, dict[int, TaskSpec]] = {}

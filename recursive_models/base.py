@@ -21,7 +21,16 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import nn
 
-from recursive_models.layers import Block, InputEncoder, OutputHeads, ReasoningModule, trunc_normal_
+from recursive_models.layers import (
+    Block,
+    InputEncoder,
+    OutputHeads,
+    ReasoningModule,
+    block_parameters,
+    encoder_parameters,
+    heads_parameters,
+    trunc_normal_,
+)
 
 State = tuple[torch.Tensor, ...]
 
@@ -205,6 +214,41 @@ class RecursiveModel(nn.Module):
             self.register_parameter(name, nn.Parameter(init))
         else:
             self.register_buffer(name, init, persistent=True)
+
+    # ---- size from the config alone (no module built) ------------------------------------------------------
+    @classmethod
+    def num_blocks(cls, config: ModelConfig) -> int:
+        """Blocks this model builds with `make_module` for ``config`` (all its modules together)."""
+        raise NotImplementedError
+
+    @classmethod
+    def num_learned_inits(cls, config: ModelConfig) -> int:
+        """Initial-state vectors registered by `make_init` as parameters (``learned=True``)."""
+        return 0
+
+    @classmethod
+    def parameter_count(cls, config: ModelConfig) -> int:
+        """Trainable parameters of the model ``config`` builds, by arithmetic: no module or tensor is created.
+
+        Checked against the built model for every registered model, size and variant (``tests/test_models.py``);
+        the leaderboard sizes an untrusted config with it before building anything.
+        """
+        c = config
+        block = block_parameters(c.hidden_size, c.expansion, mixer=c.mixer, seq_positions=c.seq_len + c.puzzle_emb_len)
+        return (
+            encoder_parameters(
+                c.vocab_size,
+                c.seq_len,
+                c.hidden_size,
+                num_puzzle_identifiers=c.num_puzzle_identifiers,
+                puzzle_emb_len=c.puzzle_emb_len,
+                puzzle_emb_ndim=c.puzzle_emb_ndim,
+                pos_encodings=c.pos_encodings,
+            )
+            + heads_parameters(c.hidden_size, c.vocab_size)
+            + cls.num_blocks(c) * block
+            + cls.num_learned_inits(c) * c.hidden_size
+        )
 
     # ---- model-specific ----------------------------------------------------------------------------------
     def init_state(self, batch_size: int, device: torch.device) -> State:

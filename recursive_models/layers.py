@@ -9,6 +9,8 @@ Used by HRM, TRM, Attractor-TRM and the Transformer baseline:
 * `InputEncoder`: token embedding (scaled by sqrt(hidden)), optional learned positions, and the puzzle-identifier
   embedding prepended as ``puzzle_emb_len`` extra positions.
 * `OutputHeads`: the token head and the two-logit Q (halting) head read from the first position.
+* ``*_parameters``: each of the above's parameter count computed from its arguments alone (no module is
+  built), so a config from an untrusted checkpoint can be sized before anything is allocated.
 
 Shapes: ``B`` batch, ``S = seq_len + puzzle_emb_len`` positions, ``D`` hidden size.
 
@@ -113,6 +115,41 @@ def swiglu_width(hidden: int, expansion: float, multiple: int = 256) -> int:
     """SwiGLU inner width: ``2/3 * expansion * hidden`` rounded up to ``multiple`` (LLaMA/HRM convention)."""
     inner = round(expansion * hidden * 2 / 3)
     return -(inner // -multiple) * multiple
+
+
+def swiglu_parameters(hidden: int, expansion: float) -> int:
+    """Parameters of `SwiGLU` ``(hidden, expansion)``: the fused gate/up matrix and the down matrix."""
+    return 3 * hidden * swiglu_width(hidden, expansion)
+
+
+def block_parameters(hidden: int, expansion: float, *, mixer: str = "attention", seq_positions: int = 0) -> int:
+    """Parameters of one `Block` (attention: qkv + proj, ``4 D^2``; MLP-T: a SwiGLU over the positions)."""
+    mix = 4 * hidden * hidden if mixer == "attention" else swiglu_parameters(seq_positions, expansion)
+    return mix + swiglu_parameters(hidden, expansion)
+
+
+def encoder_parameters(
+    vocab_size: int,
+    seq_len: int,
+    hidden: int,
+    *,
+    num_puzzle_identifiers: int = 1,
+    puzzle_emb_len: int = 1,
+    puzzle_emb_ndim: int = 0,
+    pos_encodings: str = "rope",
+) -> int:
+    """Parameters of `InputEncoder` (token table, puzzle-identifier table, learned positions)."""
+    n = vocab_size * hidden
+    if puzzle_emb_len > 0:
+        n += num_puzzle_identifiers * (puzzle_emb_ndim or puzzle_emb_len * hidden)
+    if pos_encodings == "learned":
+        n += (seq_len + puzzle_emb_len) * hidden
+    return n
+
+
+def heads_parameters(hidden: int, vocab_size: int) -> int:
+    """Parameters of `OutputHeads`: the token head and the Q head with its bias."""
+    return hidden * vocab_size + 2 * hidden + 2
 
 
 class SwiGLU(nn.Module):

@@ -52,6 +52,26 @@ def test_composed_config_parameter_count(model: str, size: str, variant: str) ->
     assert lo <= n <= hi, f"{model}-{size}: {n / 1e6:.3f}M parameters outside [{lo / 1e6}, {hi / 1e6}]M"
 
 
+# Options that change the parameter count besides the widths: the arithmetic must follow each of them.
+_COUNT_OPTIONS = [
+    {},
+    {"mixer": "mlp", "pos_encodings": "none"},
+    {"pos_encodings": "learned", "puzzle_emb_len": 4, "puzzle_emb_ndim": 24, "num_puzzle_identifiers": 7},
+    {"puzzle_emb_len": 0, "expansion": 2.5, "layers": 3, "norm": "pre"},
+]
+
+
+@pytest.mark.parametrize(("model", "size", "variant"), ALL)
+@pytest.mark.parametrize("options", range(len(_COUNT_OPTIONS)))
+def test_parameter_count_arithmetic_equals_the_built_model(model: str, size: str, variant: str, options: int) -> None:
+    # The leaderboard sizes untrusted configs with parameter_count before building anything: it must be exact.
+    for task in ("sudoku6", "maze-hard"):
+        config = resolve_config(model, size, task, **_kw(variant), **_COUNT_OPTIONS[options])
+        with torch.device("meta"):
+            net = MODELS[model](config)
+        assert MODELS[model].parameter_count(config) == sum(p.numel() for p in net.parameters())
+
+
 def test_reference_parameter_counts() -> None:
     # The references count 6.83M (TRM 7M) and 27.28M (HRM 27M) on Sudoku-Extreme; widths must match theirs.
     with torch.device("meta"):

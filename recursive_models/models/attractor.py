@@ -91,6 +91,15 @@ class AttractorTRM(RecursiveModel):
     #: TRM's outer rounds T = 3 on both tasks (used by ``authors`` only)
     TASK_ARCH: ClassVar[dict[str, dict]] = {"sudoku": {"h_cycles": 3}, "maze": {"h_cycles": 3}}
 
+    @classmethod
+    def num_blocks(cls, config: ModelConfig) -> int:  # noqa: D102
+        backbone = (config.variant or "backbone") == "backbone"
+        return config.layers + (config.backbone_layers if backbone else 0)
+
+    @classmethod
+    def num_learned_inits(cls, config: ModelConfig) -> int:  # noqa: D102
+        return 2 if config.variant == "paper" else 0  # the paper's learned step-zero (y, z)
+
     def __init__(self, config: ModelConfig):
         super().__init__(config)
         # Checkpoints written before variants existed have no variant in meta.json: they are backbone models.

@@ -60,6 +60,10 @@ class HRM(RecursiveModel):
     }
     TASK_ARCH: ClassVar[dict[str, dict]] = {}
 
+    @classmethod
+    def num_blocks(cls, config: ModelConfig) -> int:  # noqa: D102
+        return config.h_layers + config.layers
+
     def __init__(self, config: ModelConfig):
         super().__init__(config)
         if config.h_layers < 1 or config.layers < 1:

@@ -29,6 +29,10 @@ class Transformer(RecursiveModel):
     }
     TASK_ARCH: ClassVar[dict[str, dict]] = {}
 
+    @classmethod
+    def num_blocks(cls, config: ModelConfig) -> int:  # noqa: D102
+        return config.layers
+
     def __init__(self, config: ModelConfig):
         super().__init__(config)
         self.net = self.make_module(config.layers)

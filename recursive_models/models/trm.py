@@ -39,6 +39,10 @@ class TRM(RecursiveModel):
         "maze": {"h_cycles": 3, "l_cycles": 4},
     }
 
+    @classmethod
+    def num_blocks(cls, config: ModelConfig) -> int:  # noqa: D102
+        return config.layers
+
     def __init__(self, config: ModelConfig):
         super().__init__(config)
         self.net = self.make_module(config.layers)
