@@ -623,16 +623,21 @@ def check_zip_members(fh, limits: Limits, shown: Path) -> None:
         )
 
 
+def _bound_pickle(fh, file_bytes: int, limits: Limits, shown: Path) -> None:
+    """A pickle's sizes before it is unpickled: a torch zip's members, or a plain pickle's file size."""
+    if zipfile.is_zipfile(fh):
+        check_zip_members(fh, limits, shown)
+    elif file_bytes > limits.max_pickle_bytes:
+        raise SubmissionError(
+            f"{shown}: a plain pickle of {file_bytes:,} bytes, over the limit of {limits.max_pickle_bytes:,} "
+            "(save with torch.save or as safetensors)"
+        )
+
+
 def _load_pickle(fd: int, file_bytes: int, limits: Limits, shown: Path) -> tuple[dict, dict | None]:
     fh = os.fdopen(os.dup(fd), "rb")
     try:
-        if zipfile.is_zipfile(fh):
-            check_zip_members(fh, limits, shown)
-        elif file_bytes > limits.max_pickle_bytes:
-            raise SubmissionError(
-                f"{shown}: a plain pickle of {file_bytes:,} bytes, over the limit of {limits.max_pickle_bytes:,} "
-                "(save with torch.save or as safetensors)"
-            )
+        _bound_pickle(fh, file_bytes, limits, shown)
         fh.seek(0)
         with warnings.catch_warnings():  # torch warns about pickle protocols it may not parse; refusal is the answer
             warnings.simplefilter("ignore", UserWarning)
@@ -712,17 +717,8 @@ def _check_located(loc: _Located, limits: Limits, task, load: bool) -> Submissio
             meta = parse_json(raw, str(loc.folder.shown / loc.meta), limits)
         if fmt == "pickle":
             if not load:
-                fh = os.fdopen(os.dup(fd), "rb")
-                try:
-                    if zipfile.is_zipfile(fh):
-                        check_zip_members(fh, limits, shown)
-                    elif file_bytes > limits.max_pickle_bytes:
-                        raise SubmissionError(
-                            f"{shown}: a plain pickle of {file_bytes:,} bytes, over the limit of "
-                            f"{limits.max_pickle_bytes:,} (save with torch.save or as safetensors)"
-                        )
-                finally:
-                    fh.close()
+                with os.fdopen(os.dup(fd), "rb") as fh:
+                    _bound_pickle(fh, file_bytes, limits, shown)
                 if meta is None:  # the description is inside the pickle: the worker checks the rest
                     return Submission(shown, {}, None, {}, _sha256(fd, {}), file_bytes, 0, fmt, None)
             else:
