@@ -1,7 +1,8 @@
-"""Shared pytest fixtures: the optional reference data in ``../shared/data`` and small grids."""
+"""Shared pytest fixtures: the optional reference data in ``../shared/data``, small grids, a leaderboard test split."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,3 +26,19 @@ def pattern_solution(box: tuple[int, int]) -> np.ndarray:
     r = np.arange(n)[:, None]
     c = np.arange(n)[None, :]
     return ((bc * (r % br) + r // br + c) % n + 1).astype(np.int8)
+
+
+@pytest.fixture(scope="session")
+def lb_data(tmp_path_factory):
+    """The sudoku6@1 test split, built once; ``$LEADERBOARD_DATA`` points at it for the whole session."""
+    root = tmp_path_factory.mktemp("lbdata")
+    old = os.environ.get("LEADERBOARD_DATA")
+    os.environ["LEADERBOARD_DATA"] = str(root)
+    from leaderboard.tasks import get_task, prepare_test_data
+
+    prepare_test_data(get_task("sudoku6"), progress=False)
+    yield root
+    if old is None:
+        os.environ.pop("LEADERBOARD_DATA", None)
+    else:
+        os.environ["LEADERBOARD_DATA"] = old

@@ -27,25 +27,11 @@ from safetensors.torch import load_file, save_file
 from leaderboard import cli
 from leaderboard.db import Board, DatabaseError
 from leaderboard.scoring import submit, verify
-from leaderboard.tasks import TASKS, get_task, prepare_test_data
+from leaderboard.tasks import TASKS, get_task
 from leaderboard.validate import Limits, SubmissionError, open_submission
 from recursive_models import MODELS, build_model
 
 FIXTURE = Path(__file__).parent / "data" / "checkpoints" / "attractor-tiny-sudoku6"
-
-
-@pytest.fixture(scope="session")
-def lb_data(tmp_path_factory):
-    """The sudoku6@1 test split, built once; ``$LEADERBOARD_DATA`` points at it for the whole session."""
-    root = tmp_path_factory.mktemp("lbdata")
-    old = os.environ.get("LEADERBOARD_DATA")
-    os.environ["LEADERBOARD_DATA"] = str(root)
-    prepare_test_data(get_task("sudoku6"), progress=False)
-    yield root
-    if old is None:
-        os.environ.pop("LEADERBOARD_DATA", None)
-    else:
-        os.environ["LEADERBOARD_DATA"] = old
 
 
 @pytest.fixture

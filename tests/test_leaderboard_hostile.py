@@ -13,7 +13,6 @@ raises this process's peak resident set by under 1 GiB.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -25,7 +24,6 @@ from hostile_submissions import CASES, FIXTURE, SECRET, fixture_copy, run_case, 
 
 from leaderboard.db import Board
 from leaderboard.scoring import submit
-from leaderboard.tasks import get_task, prepare_test_data
 from leaderboard.validate import Limits, SubmissionError, open_submission
 from leaderboard.worker import WorkerLimits
 
@@ -33,19 +31,6 @@ REJECT_SECONDS = 30.0
 REJECT_PEAK_BYTES = 1 << 30
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the scorer's file and process limits are Linux's")
-
-
-@pytest.fixture(scope="module")
-def lb_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lbdata")
-    old = os.environ.get("LEADERBOARD_DATA")
-    os.environ["LEADERBOARD_DATA"] = str(root)
-    prepare_test_data(get_task("sudoku6"), progress=False)
-    yield root
-    if old is None:
-        os.environ.pop("LEADERBOARD_DATA", None)
-    else:
-        os.environ["LEADERBOARD_DATA"] = old
 
 
 def _rows(board: Board) -> tuple[int, int]:
