@@ -10,6 +10,10 @@ short, fixed-size graph at the detached fixed point ``z*``:
   ``v`` by the solution ``u`` of the adjoint fixed point ``u = Jᵀu + v`` (``J = ∂f/∂z`` at ``z*``), solved with
   the same solvers; optionally ``u`` is clipped per sample to ``ift_clip · ‖v‖``. Gradients w.r.t. the
   parameters and inputs ``f`` closes over are then exactly ``∂f/∂θᵀ (I - Jᵀ)⁻¹ v``.
+* ``"neumann"`` — the adjoint ``(I - Jᵀ)⁻¹ v`` truncated to ``n = neumann_terms`` terms of its Neumann series,
+  ``u = v + Jᵀv + … + (Jᵀ)ⁿ v`` (n VJPs through ``f(z*)``'s graph). ``n = 1`` is the one-step correction of the
+  authors' Attractor LM (their ``backward_type="onestep"``: ``u = v + Jᵀv``), which differs from ``"onestep"``
+  here (``u = v``).
 
 No mode propagates gradient into ``z0`` (the fixed point does not depend on the initial guess).
 
@@ -31,7 +35,7 @@ from equilibrium.solvers import release_workspace, solve
 from equilibrium.state import State, StatePacker
 from equilibrium.stats import SolverStats
 
-BACKWARD_MODES = ("onestep", "phantom", "ift")
+BACKWARD_MODES = ("onestep", "phantom", "ift", "neumann")
 _SOLVE_OPTIONS = frozenset(p for p in inspect.signature(solve).parameters if p not in ("f", "z0"))
 
 
@@ -46,6 +50,7 @@ def fixed_point(
     ift_max_iter: int = 30,
     ift_tol: float = 1e-6,
     ift_clip: float | None = None,
+    neumann_terms: int = 1,
     jacobian_penalty: bool = False,
     **solve_options: Any,
 ) -> tuple[State, SolverStats]:
@@ -61,6 +66,7 @@ def fixed_point(
         ift_max_iter: iteration budget of the adjoint solve.
         ift_tol: relative tolerance of the adjoint solve.
         ift_clip: if set, rescale ``u`` per sample so that ``‖u‖ <= ift_clip · ‖v‖``.
+        neumann_terms: ``n`` for ``"neumann"`` (>= 1): the adjoint series ``Σ_{i<=n} (Jᵀ)^i v``.
         jacobian_penalty: also return, in ``stats.jacobian_penalty``, a differentiable ``(B,)`` Hutchinson
             estimate of ``‖J‖_F² / D`` at the fixed point (Bai et al. 2021), reusing the backward graph.
         **solve_options: options of `solve` (``method``, ``max_iter``, ``tol``, ``stop_mode``, ``m``, ...).
@@ -89,6 +95,8 @@ def fixed_point(
         raise ValueError(f"ift_clip must be > 0 or None, got {ift_clip!r}")
     if not isinstance(ift_max_iter, int) or ift_max_iter < 1:
         raise ValueError(f"ift_max_iter must be a positive int, got {ift_max_iter!r}")
+    if not isinstance(neumann_terms, int) or neumann_terms < 1:
+        raise ValueError(f"neumann_terms must be a positive int, got {neumann_terms!r}")
 
     z_star, stats = solve(f, z0, **solve_options)
     if not torch.is_grad_enabled():
@@ -100,7 +108,7 @@ def fixed_point(
     packer = StatePacker(z0)
     f_flat = packer.wrap(f)
     x_star = packer.flatten(z_star).detach()  # (B, D)
-    x_leaf = x_star.requires_grad_(backward == "ift" or jacobian_penalty)
+    x_leaf = x_star.requires_grad_(backward in ("ift", "neumann") or jacobian_penalty)
     # Dropped at once: only the fixed-size graph built below is kept for backward.
     del z_star
 
@@ -120,6 +128,9 @@ def fixed_point(
             # keeps the graph and stats alive until the garbage collector runs.
             out = fx_at_star.view_as(fx_at_star)
             _attach_ift_hook(out, fx_at_star, x_leaf, stats, ift_method, ift_max_iter, ift_tol, ift_clip)
+        elif backward == "neumann":
+            out = fx_at_star.view_as(fx_at_star)  # a view, for the same reason as ift's
+            _attach_neumann_hook(out, fx_at_star, x_leaf, neumann_terms)
 
     if jacobian_penalty:
         stats.jacobian_penalty = hutchinson_at(fx_at_star, x_leaf)
@@ -158,6 +169,21 @@ def _attach_ift_hook(
             norm = torch.linalg.vector_norm(u, dim=1, dtype=acc)
             u = u * (limit / norm.clamp_min(torch.finfo(acc).tiny)).clamp(max=1.0).to(u.dtype)[:, None]
         stats.backward = bstats
+        return u
+
+    out.register_hook(hook)
+
+
+def _attach_neumann_hook(out: torch.Tensor, fx: torch.Tensor, x_leaf: torch.Tensor, terms: int) -> None:
+    """On ``out`` (a view of ``fx = f(x_leaf)``), replace the incoming ``v`` by ``Σ_{i<=terms} (Jᵀ)^i v``."""
+
+    def hook(v: torch.Tensor | None) -> torch.Tensor | None:
+        if v is None:
+            return None
+        u, w = v, v
+        for _ in range(terms):
+            (w,) = torch.autograd.grad(fx, x_leaf, w, retain_graph=True)
+            u = u + w
         return u
 
     out.register_hook(hook)

@@ -14,6 +14,11 @@ saves no FLOPs; it keeps results and step counts well-defined. The loop ends whe
 converged or after ``max_iter`` evaluations. On CUDA the "all converged?" test, which needs a host sync,
 runs every ``check_every`` iterations (default 4); masks and step counts stay exact on the device.
 
+Causal rows (``causal_group=T``): when the batch is ``B·T`` positions of causal sequences (row ``t`` of ``f``'s
+output reads rows ``<= t`` of its input, in consecutive groups of ``T``), a row may only freeze once every earlier
+row of its sequence has frozen (now or before). Otherwise a frozen row would keep a value computed from earlier
+rows that were still moving, and be stale at the end. Frozen rows are therefore always a prefix of each sequence.
+
 Anderson (type II, window ``m``, damping ``beta``) minimises ``‖Σ α_i g_i‖² + λ‖α‖²`` subject to ``Σ α_i = 1``
 over the last ``m`` residuals ``g_i = f(z_i) - z_i`` and steps to ``Σ α_i (f(z_i) - (1 - β) g_i)``. Three
 choices make it fast and robust:
@@ -89,6 +94,8 @@ class Monitor:
         stop_mode: ``"rel"`` or ``"abs"``.
         check_every: host-sync cadence of the all-converged / non-finite test.
         keep_trace: record ``(B, n_iter)`` residual traces.
+        causal_group: rows are consecutive groups of this many causal positions; a row freezes only with its
+            whole prefix (see the module docstring). ``None``: every row freezes on its own residual.
     """
 
     def __init__(
@@ -103,8 +110,10 @@ class Monitor:
         stop_mode: str,
         check_every: int,
         keep_trace: bool,
+        causal_group: int | None = None,
     ):
         self.residual = residual
+        self.causal_group = causal_group
         self.max_iter, self.min_iter, self.tol = max_iter, min_iter, tol
         self.rel = stop_mode == "rel"
         self.check_every = check_every
@@ -152,6 +161,10 @@ class Monitor:
         newly = None
         if k + 1 >= self.min_iter:
             newly = crit < self.tol
+            if self.causal_group is not None:
+                # A row is final only with its whole prefix: frozen before, or meeting the tolerance now.
+                ok = (newly | self.done).view(-1, self.causal_group)
+                newly = ok.cumprod(dim=1, dtype=torch.int32).bool().view(-1)
             if active is not None:
                 newly &= active
             self.done = self.done | newly
@@ -542,6 +555,7 @@ def solve(
     beta: float = 1.0,
     lam: float = DEFAULT_LAM,
     per_token: bool = False,
+    causal_group: int | None = None,
     check_every: int | None = None,
     return_trace: bool = False,
 ) -> tuple[State, SolverStats]:
@@ -562,6 +576,9 @@ def solve(
         lam: Anderson regularisation, relative to the mean squared residual of the window.
         per_token: residuals per token (dim 1 of every state part) instead of per sample; a sample
             converges when all its tokens have; stats residuals are then ``(B, T)``.
+        causal_group: the ``B`` rows are consecutive groups of this many positions of causal sequences (e.g. a
+            ``(N, T, D)`` sequence state flattened to ``(N·T, D)``, ``causal_group=T``): a row freezes only when
+            every earlier row of its group has, so no frozen row is computed from a still-moving prefix.
         check_every: iterations between host syncs for the all-converged test; default 1 on CPU, 4 on CUDA.
         return_trace: also record ``(B, n_iter)`` residual traces in the stats.
 
@@ -574,6 +591,10 @@ def solve(
     """
     _check_options(method, max_iter, min_iter, tol, stop_mode, m, beta, lam, check_every)
     packer = StatePacker(z0)
+    if causal_group is not None and (
+        not isinstance(causal_group, int) or causal_group < 1 or packer.batch % causal_group
+    ):
+        raise ValueError(f"causal_group must be a positive int dividing the batch {packer.batch}, got {causal_group!r}")
     device = packer.device
     f_flat = packer.wrap(f)
     if torch.is_autocast_enabled(device.type):
@@ -595,6 +616,7 @@ def solve(
         stop_mode=stop_mode,
         check_every=check_every or (1 if device.type == "cpu" else 4),
         keep_trace=return_trace,
+        causal_group=causal_group,
     )
     spec = SOLVERS[method]
     given: dict[str, Any] = {"m": m, "beta": beta, "lam": lam}

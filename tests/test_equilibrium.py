@@ -451,3 +451,34 @@ def test_cuda_matches_cpu(method):
     z_gpu, s_gpu = solve(fc, z0.cuda(), method=method, tol=1e-8, max_iter=400)
     torch.testing.assert_close(z_gpu.cpu(), z_cpu, atol=1e-7, rtol=0)
     assert torch.equal(s_gpu.nstep.cpu(), s_cpu.nstep)
+
+
+def _stale_prefix_map(z: torch.Tensor) -> torch.Tensor:
+    """Two causal rows per sequence: row 0 ← 0.5·row0 + 1 (→ 2), row 1 ← 10·relu(row0 − 1.9) (→ 1).
+
+    Row 1's residual is exactly 0 while row 0 is below 1.9 (its first 5 Picard steps from 0), so without the
+    causal prefix rule row 1 freezes at 0, far from its fixed point 1.
+    """
+    rows = z.view(-1, 2, z.shape[-1])
+    out = torch.stack([0.5 * rows[:, 0] + 1.0, 10.0 * torch.relu(rows[:, 0] - 1.9)], dim=1)
+    return out.view_as(z)
+
+
+@pytest.mark.parametrize("method", ["picard", "anderson"])
+def test_causal_group_freezes_a_row_only_with_its_prefix(method):
+    z0 = torch.zeros(2 * 3, 4)  # 3 sequences of 2 positions, flattened to rows
+    kw = {"method": method, "max_iter": 200, "min_iter": 2, "tol": 1e-6, "stop_mode": "abs"}
+    stale, stats = solve(_stale_prefix_map, z0, **kw)
+    assert bool(stats.converged.all())
+    assert float(stale.view(3, 2, 4)[:, 1].abs().max()) == 0.0  # the bug: row 1 frozen at 0 while row 0 moved
+    z, stats = solve(_stale_prefix_map, z0, causal_group=2, **kw)
+    assert bool(stats.converged.all())
+    expected = torch.tensor([2.0, 1.0])[None, :, None].expand(3, 2, 4)
+    torch.testing.assert_close(z.view(3, 2, 4), expected, atol=1e-4, rtol=0)
+    steps = stats.nstep.view(3, 2)
+    assert bool((steps[:, 1] >= steps[:, 0]).all())  # a row never freezes before its prefix
+
+
+def test_causal_group_must_divide_the_batch():
+    with pytest.raises(ValueError, match="causal_group"):
+        solve(torch.cos, torch.zeros(6, 2), causal_group=4)

@@ -303,3 +303,22 @@ def test_fixed_point_jacobian_penalty_is_differentiable():
     assert stats.jacobian_penalty.shape == (4,)
     (z.sum() + stats.jacobian_penalty.mean()).backward()
     assert w.grad is not None and torch.isfinite(w.grad).all()
+
+
+@pytest.mark.parametrize("terms", [1, 3])
+def test_neumann_backward_is_the_truncated_adjoint_series(terms):
+    """For f(z) = A z + b the neumann gradient w.r.t. b is exactly (Σ_{i<=n} (Aᵀ)^i) v."""
+    torch.manual_seed(0)
+    a = 0.3 * torch.randn(5, 5) / 5**0.5
+    b = torch.randn(2, 5, requires_grad=True)
+    v = torch.randn(2, 5)
+    z, _ = fixed_point(lambda z: z @ a.T + b, torch.zeros(2, 5), backward="neumann", neumann_terms=terms,
+                       method="anderson", max_iter=100, tol=1e-10)  # fmt: skip
+    (z * v).sum().backward()
+    series = sum(torch.linalg.matrix_power(a.T, i) for i in range(terms + 1))
+    torch.testing.assert_close(b.grad, v @ series.T, rtol=1e-5, atol=1e-6)
+
+
+def test_neumann_terms_validated():
+    with pytest.raises(ValueError, match="neumann_terms"):
+        fixed_point(torch.cos, torch.zeros(2, 2), backward="neumann", neumann_terms=0)
