@@ -12,7 +12,7 @@ three gradient modes), ``stats.py`` (`SolverStats`), ``state.py`` (tuple states 
 Tests: ``pytest tests/test_equilibrium*.py``.
 """
 
-from equilibrium.backward import BACKWARD_MODES, fixed_point
+from equilibrium.backward import BACKWARD_MODES, attach_backward, fixed_point
 from equilibrium.diagnostics import jacobian_penalty, spectral_radius
 from equilibrium.solvers import (
     SOLVERS,
@@ -30,6 +30,7 @@ __all__ = [
     "SOLVERS",
     "SolverStats",
     "anderson",
+    "attach_backward",
     "fixed_point",
     "jacobian_penalty",
     "picard",

@@ -85,6 +85,85 @@ def fixed_point(
         raise TypeError(
             f"fixed_point() got unknown option(s) {sorted(unknown)}; solver options are {sorted(_SOLVE_OPTIONS)}"
         )
+    grad_options = {
+        "backward": backward,
+        "phantom_steps": phantom_steps,
+        "phantom_tau": phantom_tau,
+        "ift_method": ift_method,
+        "ift_max_iter": ift_max_iter,
+        "ift_tol": ift_tol,
+        "ift_clip": ift_clip,
+        "neumann_terms": neumann_terms,
+        "jacobian_penalty": jacobian_penalty,
+    }
+    _check_backward(**grad_options)
+    z_star, stats = solve(f, z0, **solve_options)
+    if not torch.is_grad_enabled():
+        return z_star, stats
+    # Training: do not keep Anderson's CPU history buffer (2m states) allocated through the rest of the step,
+    # where the backward pass usually has the peak; inference solves (no grad) keep it for speed.
+    release_workspace()
+    return _attach(f, z_star, stats, **grad_options), stats
+
+
+def attach_backward(
+    f: Callable[[State], State],
+    z_star: State,
+    stats: SolverStats,
+    *,
+    backward: str = "onestep",
+    keep_value: bool = False,
+    **options: Any,
+) -> State:
+    """Attach a backward mode of `fixed_point` to a fixed point ``z_star`` found by any solver.
+
+    For solvers outside `equilibrium` (e.g. a reproduction of another code base's solver, run under
+    ``torch.no_grad``). ``options`` are `fixed_point`'s gradient options (``phantom_steps``, ``ift_tol``,
+    ``neumann_terms``, ...). With ``keep_value`` the returned value is ``z_star`` itself, bit for bit, and only
+    the gradient comes from the backward mode's graph (``z* + (out - out.detach())``); otherwise the value is
+    that of `fixed_point` (``f(z*)``, or the last phantom step). Without grad, ``z_star`` is returned as is.
+    """
+    unknown = set(options) - set(_GRAD_DEFAULTS)
+    if unknown:
+        raise TypeError(
+            f"attach_backward() got unknown option(s) {sorted(unknown)}; options are {sorted(_GRAD_DEFAULTS)}"
+        )
+    grad_options = {**_GRAD_DEFAULTS, **options, "backward": backward}
+    _check_backward(**grad_options)
+    if not torch.is_grad_enabled():
+        return z_star
+    out = _attach(f, z_star, stats, **grad_options)
+    if not keep_value:
+        return out
+    packer = StatePacker(z_star)
+    x, o = packer.flatten(z_star).detach(), packer.flatten(out)
+    return packer.unflatten(x + (o - o.detach()))
+
+
+_GRAD_DEFAULTS: dict[str, Any] = {
+    "phantom_steps": 3,
+    "phantom_tau": 0.5,
+    "ift_method": "anderson",
+    "ift_max_iter": 30,
+    "ift_tol": 1e-6,
+    "ift_clip": None,
+    "neumann_terms": 1,
+    "jacobian_penalty": False,
+}
+
+
+def _check_backward(
+    *,
+    backward: str,
+    phantom_steps: int,
+    phantom_tau: float,
+    ift_method: str,
+    ift_max_iter: int,
+    ift_tol: float,
+    ift_clip: float | None,
+    neumann_terms: int,
+    jacobian_penalty: bool,
+) -> None:
     if backward not in BACKWARD_MODES:
         raise ValueError(f"unknown backward mode {backward!r}; expected one of {BACKWARD_MODES}")
     if not isinstance(phantom_steps, int) or phantom_steps < 1:
@@ -98,14 +177,24 @@ def fixed_point(
     if not isinstance(neumann_terms, int) or neumann_terms < 1:
         raise ValueError(f"neumann_terms must be a positive int, got {neumann_terms!r}")
 
-    z_star, stats = solve(f, z0, **solve_options)
-    if not torch.is_grad_enabled():
-        return z_star, stats
-    # Training: do not keep Anderson's CPU history buffer (2m states) allocated through the rest of the step,
-    # where the backward pass usually has the peak; inference solves (no grad) keep it for speed.
-    release_workspace()
 
-    packer = StatePacker(z0)
+def _attach(
+    f: Callable[[State], State],
+    z_star: State,
+    stats: SolverStats,
+    *,
+    backward: str,
+    phantom_steps: int,
+    phantom_tau: float,
+    ift_method: str,
+    ift_max_iter: int,
+    ift_tol: float,
+    ift_clip: float | None,
+    neumann_terms: int,
+    jacobian_penalty: bool,
+) -> State:
+    """The backward mode's fixed-size graph at the detached ``z_star`` (grad enabled)."""
+    packer = StatePacker(z_star)
     f_flat = packer.wrap(f)
     x_star = packer.flatten(z_star).detach()  # (B, D)
     x_leaf = x_star.requires_grad_(backward in ("ift", "neumann") or jacobian_penalty)
@@ -134,7 +223,7 @@ def fixed_point(
 
     if jacobian_penalty:
         stats.jacobian_penalty = hutchinson_at(fx_at_star, x_leaf)
-    return packer.unflatten(out), stats
+    return packer.unflatten(out)
 
 
 def _attach_ift_hook(

@@ -267,3 +267,94 @@ def authors_model_config(config: ModelConfig, batch_size: int, forward_dtype: st
         "jacobian_reg_lambda": s.jacobian_reg,
         "jacobian_reg_n_samples": s.jacobian_reg_samples,
     }
+
+
+# --------------------------------------------------------------------------------------------------------
+# The authors' language models (jacobfa/Attractor, package ``attractor``)
+# --------------------------------------------------------------------------------------------------------
+
+
+def load_authors_lm(root: str | Path) -> types.ModuleType:
+    """Import the authors' LM package ``attractor`` (their ``Attractor``, ``Parcae``, ``GPT`` and configs).
+
+    Their package is named ``attractor``, which no package of this suite is, so it stays imported (their
+    classes refer to their modules). It runs unchanged on CPU: their attention falls back to PyTorch SDPA.
+
+    Returns:
+        the ``attractor.models`` package; e.g. ``load_authors_lm(root).attractor.config.AttractorConfig``.
+
+    Raises:
+        FileNotFoundError: ``root`` has no ``attractor/models/attractor/attractor.py``.
+    """
+    root = Path(root).resolve()
+    if not (root / "attractor" / "models" / "attractor" / "attractor.py").is_file():
+        raise FileNotFoundError(f"{root} is not a jacobfa/Attractor checkout (no attractor/models/attractor/*.py)")
+    loaded = sys.modules.get("attractor")
+    if loaded is not None:
+        if Path(loaded.__file__ or "").resolve().parent.parent != root:
+            raise ImportError(f"another 'attractor' package is already imported from {loaded.__file__}")
+        return importlib.import_module("attractor.models")
+    sys.path.insert(0, str(root))
+    try:
+        for family in ("attractor", "parcae", "gpt"):
+            importlib.import_module(f"attractor.models.{family}.config")
+    finally:
+        sys.path.remove(str(root))
+    return importlib.import_module("attractor.models")
+
+
+def authors_lm_config(config: Any) -> dict[str, Any]:
+    """Keyword arguments of their ``AttractorConfig`` for our ``attractor`` LM config (``variant="authors"``).
+
+    The shared fields are those of their ``attractor-small-140m.py`` with our widths: RMSNorm with gains,
+    0.5·ReLU², QK-norm, rotary, no biases, tied embeddings, untruncated vocabulary (``padding_multiple=1``).
+
+    Raises:
+        ValueError: a setting their model does not have (our equilibrium solver, a softcap, ...).
+    """
+    c, s = config, config.solver
+    if c.name != "attractor" or c.variant != "authors":
+        raise ValueError(f"expected an attractor config with variant='authors', got {c.name}/{c.variant}")
+    if s.method != "authors" or s.backward not in ("neumann", "ift"):
+        raise ValueError(f"their Attractor has their Anderson and a Neumann or IFT backward: {s.method}/{s.backward}")
+    if s.backward == "neumann" and s.neumann_terms != 1:
+        raise ValueError("their one-step backward is one Neumann term")
+    if not (c.norm_weight and not c.embed_norm and c.mlp_act_scale == 0.5 and c.gamma_max is not None):
+        raise ValueError("their blocks have RMSNorm gains, no embedding norm, 0.5·ReLU² and sigmoid gates")
+    return {
+        "name": "attractor-suite-fidelity",
+        "block_size": c.seq_len,
+        "vocab_size": c.vocab_size,
+        "padding_multiple": 1,
+        "n_embd": c.d_model,
+        "num_attention_heads": c.n_heads,
+        "num_key_value_heads": c.n_heads,
+        "intermediate_size": c.mlp_ratio * c.d_model,
+        "bias": False,
+        "tie_embeddings": True,
+        "block_class_name": "TransformerPreNormBlock",
+        "norm_class_name": "RMSNorm",
+        "norm_eps": 1e-5,
+        "mlp_class_name": "BaseMLP",
+        "nonlin_name": "ReLU2",
+        "qk_norm": True,
+        "logit_softcap": c.logit_softcap,
+        "rope_settings": {"rope_base": c.rope_base},
+        "n_backbone_layers": c.n_prelude,
+        "n_fp_blocks": c.n_core,
+        "solver": "anderson",
+        "max_iter": s.max_iter,
+        "min_iter": s.min_iter,
+        "tol": s.tol,
+        "anderson_m": s.m,
+        "anderson_beta": s.beta,
+        "backward_type": "onestep" if s.backward == "neumann" else "anderson",
+        "backward_max_iter": s.ift_max_iter,
+        "backward_min_iter": 0,
+        "backward_tol": s.ift_tol,
+        "adjoint_grad_clip": None,
+        "layer_scale_init": c.layer_scale_init,
+        "gamma_max": c.gamma_max,
+        "init_strategy": "scaled-zero" if c.init == "scaled_zero" else "normal",
+        "init_orthogonal": c.init_orthogonal,
+    }

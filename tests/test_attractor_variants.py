@@ -34,8 +34,11 @@ def test_variants_and_their_sizes() -> None:
     # paper: TRM's networks, no backbone; authors: the same network, TRM's rounds; backbone: the old model.
     with torch.device("meta"):  # shapes only
         trm = {s: build_model("trm", s, task="sudoku-extreme") for s in ("7m", "27m")}
-        models = {(s, v): build_model("attractor", s, task="sudoku-extreme", variant=v)
-                  for s in ("7m", "27m") for v in ("paper", "authors", "backbone")}
+        models = {
+            (s, v): build_model("attractor", s, task="sudoku-extreme", variant=v)
+            for s in ("7m", "27m")
+            for v in ("paper", "authors", "backbone")
+        }
     for size in ("7m", "27m"):
         paper, authors = models[size, "paper"], models[size, "authors"]
         assert paper.config.variant == "paper" and not hasattr(paper, "backbone")
@@ -156,8 +159,9 @@ def test_authors_variant_equals_their_trmdeq(case: str) -> None:
     from recursive_models.reference import authors_model_config
 
     ref = _authors_or_skip()
-    ours = build_model("attractor", "tiny", task="sudoku6", variant="authors", num_puzzle_identifiers=3,
-                       **AUTHORS_CASES[case])
+    ours = build_model(
+        "attractor", "tiny", task="sudoku6", variant="authors", num_puzzle_identifiers=3, **AUTHORS_CASES[case]
+    )
     torch.manual_seed(0)
     theirs = ref.model_cls(authors_model_config(ours.config, batch_size=B))  # their init
     with torch.no_grad():  # their Q head starts at (0, -5) and the puzzle embedding at 0: make them informative
@@ -167,8 +171,9 @@ def test_authors_variant_equals_their_trmdeq(case: str) -> None:
     names = key_map("trm", ours.config)
     their_state = theirs.inner.state_dict()
     ours.load_state_dict({o: their_state[r].float() for r, o in names.items()}, strict=True)
-    head = ref.loss_head_cls(theirs, loss_type="stablemax_cross_entropy",
-                             jacobian_reg_lambda=ours.config.solver.jacobian_reg)
+    head = ref.loss_head_cls(
+        theirs, loss_type="stablemax_cross_entropy", jacobian_reg_lambda=ours.config.solver.jacobian_reg
+    )
     keys = ("logits", "q_halt_logits", "q_continue_logits")
 
     def diff(a, b, ks=keys):
@@ -227,8 +232,14 @@ def _authors_payload(model, ema: bool) -> dict:
 
     state = to_reference_state_dict(model, prefix="inner.")
     shadow = {k: v + 1.0 for k, v in state.items() if not k.endswith("_init")} if ema else None
-    return {"step": 7, "model_state": state, "ema_state": shadow, "metrics": {},
-            "model_config": authors_model_config(model.config, batch_size=B), "train_config": {"lr": 1e-4}}
+    return {
+        "step": 7,
+        "model_state": state,
+        "ema_state": shadow,
+        "metrics": {},
+        "model_config": authors_model_config(model.config, batch_size=B),
+        "train_config": {"lr": 1e-4},
+    }
 
 
 @pytest.mark.parametrize("ema", [False, True])
@@ -237,11 +248,18 @@ def test_convert_from_authors_checkpoint(ema: bool, tmp_path: Path) -> None:
     from recursive_models.convert import main
 
     torch.manual_seed(0)
-    model = build_model("attractor", "tiny", task="sudoku6", variant="authors", num_puzzle_identifiers=3,
-                        solver={"phantom_steps": 3, "max_iter": 7})
+    model = build_model(
+        "attractor",
+        "tiny",
+        task="sudoku6",
+        variant="authors",
+        num_puzzle_identifiers=3,
+        solver={"phantom_steps": 3, "max_iter": 7},
+    )
     torch.save(_authors_payload(model, ema), tmp_path / "step-00000007.pt")
-    assert main(["--from", "authors", str(tmp_path / "step-00000007.pt"), str(tmp_path / "out"),
-                 "--task", "sudoku6"]) == 0
+    assert (
+        main(["--from", "authors", str(tmp_path / "step-00000007.pt"), str(tmp_path / "out"), "--task", "sudoku6"]) == 0
+    )
     ours, meta = load_checkpoint(tmp_path / "out")
     assert ours.config.variant == "authors" and ours.config.solver.method == "authors"
     assert (ours.config.solver.phantom_steps, ours.config.solver.max_iter) == (3, 7)
@@ -279,11 +297,18 @@ def test_convert_their_trmdeq_checkpoint_gives_their_outputs(tmp_path: Path) -> 
         theirs.inner.q_head.weight.normal_(0, 0.3)
         theirs.inner.puzzle_emb.weights.normal_()
     # as their train_trm_deq.py saves it (its EMA helper keeps the parameters that require grad)
-    payload = {"step": 5, "model_state": theirs.state_dict(), "model_config": cfg, "train_config": {}, "metrics": {},
-               "ema_state": {n: p.detach().clone() for n, p in theirs.named_parameters() if p.requires_grad}}
+    payload = {
+        "step": 5,
+        "model_state": theirs.state_dict(),
+        "model_config": cfg,
+        "train_config": {},
+        "metrics": {},
+        "ema_state": {n: p.detach().clone() for n, p in theirs.named_parameters() if p.requires_grad},
+    }
     torch.save(payload, tmp_path / "step-00000005.pt")
-    assert main(["--from", "authors", str(tmp_path / "step-00000005.pt"), str(tmp_path / "out"),
-                 "--task", "sudoku6"]) == 0
+    assert (
+        main(["--from", "authors", str(tmp_path / "step-00000005.pt"), str(tmp_path / "out"), "--task", "sudoku6"]) == 0
+    )
     ours, _ = load_checkpoint(tmp_path / "out")
     theirs.eval()
     batch = _batches(1)[0]

@@ -88,7 +88,9 @@ def test_config_round_trip_and_resolution(name: str) -> None:
 
 
 def test_attractor_solver_defaults_are_the_papers() -> None:
-    s = resolve_lm_config("attractor", "base").solver
+    s = resolve_lm_config("attractor", "base").solver  # their attractor-small-140m.py, their one-step gradient
+    assert (s.method, s.max_iter, s.min_iter, s.tol, s.m, s.backward) == ("anderson", 64, 6, 3e-4, 5, "neumann")
+    s = resolve_lm_config("attractor", "base", variant="projected").solver
     assert (s.method, s.max_iter, s.min_iter, s.tol, s.m, s.backward) == ("anderson", 64, 6, 3e-4, 5, "onestep")
     assert resolve_lm_config("attractor", "tiny").solver.max_iter < 64  # the CPU preset
 
@@ -126,9 +128,10 @@ def test_causal_masking(name: str, train: bool) -> None:
 
 @pytest.mark.parametrize("name", SOLVER_FAMILIES)
 def test_solver_mixing_and_causality_before_convergence(name: str) -> None:
-    # Gates at 1 (the Attractor's default 0.1 makes T nearly trivial at init; the DEQ has no gates): a map
-    # that needs several iterations, as after training.
-    opts = {"layer_scale_init": 1.0}
+    # A map that needs several iterations but converges (the DEQ has no gates): the authors' Attractor at its
+    # 0.75 gates does not converge at init at this width (residual 0.3 after 24 iterations, 0.02 after 100);
+    # with gates at 0.1 it needs 17 iterations.
+    opts = {"layer_scale_init": 0.1}
     # Per-token mixing: every iterate is causal, so an unconverged solve (4 iterations, tol 0) is too.
     token = _model(name, **opts, solver={"tol": 0.0, "min_iter": 0, "mixing": "token"}).eval()
     assert _leak(token, 13, iters=4) < 1e-6  # measured: exactly 0
@@ -145,7 +148,13 @@ def test_solver_mixing_and_causality_before_convergence(name: str) -> None:
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_forward_backward_reaches_every_parameter(name: str) -> None:
-    model = _model(name).train()
+    # The authors' scaled-zero init zeroes every block's output projection, so at step 0 only those projections
+    # (and what lies after them) get a nonzero gradient; every parameter must still be reached by the graph.
+    zero_init = _model(name).train()
+    idx = _tokens(b=3)
+    _run(zero_init, idx, targets=idx.roll(-1, dims=1))["loss"].backward()
+    assert not [n for n, p in zero_init.named_parameters() if p.grad is None], f"{name}: a parameter is not reached"
+    model = _model(name, init="lecun").train()
     idx = _tokens(b=3)
     out = _run(model, idx, targets=idx.roll(-1, dims=1))
     assert out["logits"].shape == (3, SEQ, VOCAB) and out["logits"].dtype == torch.float32
@@ -186,16 +195,25 @@ def test_checkpoint_round_trip(name: str, tmp_path) -> None:
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_bf16_autocast(name: str) -> None:
-    model = _model(name).train()
+    model = _model(name, **({"layer_scale_init": 0.1} if name == "attractor" else {})).train()  # a converging map
     idx = _tokens()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = _run(model, idx, targets=idx.roll(-1, 1))
     assert out["logits"].dtype == torch.float32 and torch.isfinite(out["loss"])
     out["loss"].backward()
-    if name == "attractor":  # y0 fixes the solver state's dtype: float32, so the tolerance stays reachable
+    if name == "attractor":
+        # The authors' map has no final norm: f(y) = c + gated updates, whose bf16 rounding (~4e-3 of the
+        # updates) is a floor under the residual (measured 3.8e-3 here, 2.1e-4 in fp32), so the 3e-4
+        # tolerance is out of reach under bf16 (the README says so); the state itself stays float32.
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert model.proposal(idx).dtype == torch.float32
-        assert out["solver/converged_frac"] == 1
+        assert out["solver/residual"] < 1e-2
+        # The projected variant's y0 fixes the solver state's dtype to float32 and its normalised map keeps the
+        # tolerance reachable.
+        projected = _model(name, variant="projected").train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert projected.proposal(idx).dtype == torch.float32
+            assert projected(idx, idx.roll(-1, 1))["solver/converged_frac"] == 1
 
 
 # ---- test-time depth -----------------------------------------------------------------------------------------
@@ -272,9 +290,10 @@ def test_parcae_depths_and_truncated_bptt() -> None:
 def test_attractor_ablation_options(injection: str, init: str) -> None:
     if injection == "initial" and init != "proposal":
         with pytest.raises(ValueError, match="solver_init='proposal'"):
-            _model("attractor", injection=injection, solver_init=init)
+            _model("attractor", variant="projected", injection=injection, solver_init=init)
         return
-    model = _model("attractor", injection=injection, solver_init=init, proposal_loss_weight=0.5).train()
+    model = _model("attractor", variant="projected", injection=injection, solver_init=init, proposal_loss_weight=0.5)
+    model.train()
     idx = _tokens()
     out = _run(model, idx, targets=idx.roll(-1, 1))
     assert torch.isfinite(out["loss"]) and "loss/proposal" in out

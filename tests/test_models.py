@@ -168,8 +168,9 @@ def test_attractor_solver_stats_and_internalization_mode() -> None:
 @pytest.mark.parametrize("backward", ["onestep", "phantom", "ift"])
 def test_attractor_backward_modes_reach_backbone(backward: str) -> None:
     torch.manual_seed(0)
-    net = build_model("attractor", "tiny", task="sudoku6", variant="backbone",
-                      solver={"backward": backward, "max_iter": 4})
+    net = build_model(
+        "attractor", "tiny", task="sudoku6", variant="backbone", solver={"backward": backward, "max_iter": 4}
+    )
     net.train()
     batch = _batch()
     carry, out = net(net.initial_carry(batch), batch)

@@ -73,45 +73,92 @@ class CausalSelfAttention(nn.Module):
 
 
 class ReluSquaredMLP(nn.Module):
-    """``proj(relu(fc(x))²)``: nanochat's MLP (no gate), inner width ``ratio · D``."""
+    """``proj(act_scale · relu(fc(x))²)``: nanochat's MLP (no gate), inner width ``ratio · D``.
 
-    def __init__(self, d_model: int, ratio: int = 4, out_scale: float = 1.0):
+    ``act_scale`` is 1 in nanochat and 0.5 in the authors' code (their ``Relu2``: ``relu(x).pow(2).mul(0.5)``).
+    """
+
+    def __init__(self, d_model: int, ratio: int = 4, out_scale: float = 1.0, act_scale: float = 1.0):
         super().__init__()
+        self.act_scale = act_scale
         self.fc = lecun_linear(d_model, ratio * d_model)
         self.proj = lecun_linear(ratio * d_model, d_model, out_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return self.proj(F.relu(self.fc(x)).square())
+        h = F.relu(self.fc(x)).square()
+        return self.proj(h if self.act_scale == 1.0 else h * self.act_scale)
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation (fp32, eps 1e-5), with a learned ``(D,)`` gain when ``learned`` (the authors' blocks).
+
+    Without the gain the module has no parameters (nanochat), so checkpoints of either kind load unchanged.
+    """
+
+    def __init__(self, d_model: int, learned: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d_model)) if learned else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = rms_norm(x)
+        return y if self.weight is None else y * self.weight
 
 
 class Block(nn.Module):
     """Pre-norm transformer block; with ``layer_scale`` each residual update is gated per channel.
+
+    ``x + g_a ⊙ attn(norm₁(x))``, then ``x + g_m ⊙ mlp(norm₂(x))``. Gates: none (``layer_scale=None``), plain
+    learnable ``(D,)`` vectors initialised to ``layer_scale`` (CaiT's LayerScale; ``gamma_max=None``), or the
+    authors' bounded gates ``g = sigmoid(r) · gamma_max`` with ``r`` initialised so that ``g = layer_scale``
+    (their ``FixedPointBlock``; ``layer_scale >= gamma_max`` saturates at ``gamma_max·(1 - 1e-6)``).
 
     Args:
         d_model: width ``D``.
         n_heads: attention heads.
         mlp_ratio: MLP inner width multiplier.
         out_scale: init std multiplier of the two output projections.
-        layer_scale: initial value of the learnable ``(D,)`` gates (CaiT's LayerScale); ``None`` for no gates.
+        layer_scale: initial gate value; ``None`` for no gates.
+        gamma_max: upper bound of sigmoid gates; ``None`` for plain gates.
+        norm_weight: learned gains in the two norms.
+        act_scale: the MLP's activation scale (see `ReluSquaredMLP`).
     """
 
     def __init__(
-        self, d_model: int, n_heads: int, mlp_ratio: int = 4, out_scale: float = 1.0, layer_scale: float | None = None
+        self,
+        d_model: int,
+        n_heads: int,
+        mlp_ratio: int = 4,
+        out_scale: float = 1.0,
+        layer_scale: float | None = None,
+        *,
+        gamma_max: float | None = None,
+        norm_weight: bool = False,
+        act_scale: float = 1.0,
     ):
         super().__init__()
+        self.norm_1 = RMSNorm(d_model, norm_weight)
         self.attn = CausalSelfAttention(d_model, n_heads, out_scale)
-        self.mlp = ReluSquaredMLP(d_model, mlp_ratio, out_scale)
+        self.norm_2 = RMSNorm(d_model, norm_weight)
+        self.mlp = ReluSquaredMLP(d_model, mlp_ratio, out_scale, act_scale)
+        self.gamma_max = gamma_max
         if layer_scale is None:
             self.gate_attn = self.gate_mlp = None
         else:
-            self.gate_attn = nn.Parameter(torch.full((d_model,), float(layer_scale)))
-            self.gate_mlp = nn.Parameter(torch.full((d_model,), float(layer_scale)))
+            init = float(layer_scale)
+            if gamma_max is not None:  # the raw value whose sigmoid · gamma_max is layer_scale
+                p = min(max(init / gamma_max, 1e-6), 1.0 - 1e-6)
+                init = math.log(p / (1.0 - p))
+            self.gate_attn = nn.Parameter(torch.full((d_model,), init))
+            self.gate_mlp = nn.Parameter(torch.full((d_model,), init))
+
+    def _gate(self, raw: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
+        if raw is None:
+            return u
+        return u * (raw if self.gamma_max is None else torch.sigmoid(raw) * self.gamma_max)
 
     def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:  # noqa: D102
-        a = self.attn(rms_norm(x), rope)
-        x = x + (a if self.gate_attn is None else self.gate_attn * a)
-        m = self.mlp(rms_norm(x))
-        return x + (m if self.gate_mlp is None else self.gate_mlp * m)
+        x = x + self._gate(self.gate_attn, self.attn(self.norm_1(x), rope))
+        return x + self._gate(self.gate_mlp, self.mlp(self.norm_2(x)))
 
 
 class Blocks(nn.ModuleList):
@@ -121,6 +168,30 @@ class Blocks(nn.ModuleList):
         for block in self:
             x = block(x, rope)
         return x
+
+
+def _trunc_normal_3(w: torch.Tensor, std: float) -> None:
+    nn.init.trunc_normal_(w, mean=0.0, std=std, a=-3 * std, b=3 * std)
+
+
+def _trunc_orthogonal_(w: torch.Tensor, std: float) -> None:
+    """A (semi-)orthogonal matrix from the QR of a truncated normal draw, sign-fixed, times ``std·sqrt(max(r, c))``.
+
+    The entries then have std ``≈ std`` like the normal draw, but the singular values are all equal.
+    """
+    rows, cols = w.shape
+    a = torch.empty(max(rows, cols), min(rows, cols), dtype=torch.float32, device=w.device)
+    nn.init.trunc_normal_(a, mean=0.0, std=1.0)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.sign(torch.diagonal(r))  # uniform (Haar) orientation
+    w.copy_((q if rows >= cols else q.T) * (std * math.sqrt(max(rows, cols))))
+
+
+def _draw_output(w: torch.Tensor, std: float, live: bool) -> None:
+    if live:
+        _trunc_normal_3(w, std)
+    else:
+        w.zero_()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -136,9 +207,11 @@ def solve_sequence(
     ``cfg.mixing`` says what one solver sample is:
 
     * ``token``: the state is handed to the solver as ``(B·T, D)`` and ``f`` sees it reshaped to ``(B, T, D)``.
-      Anderson's weights, the residual, the convergence test and the freeze of a converged row are then per
-      position. Because ``f`` is causal (position t of ``f(z)`` reads ``z[:, :t+1]`` only), every iterate at
-      position t is a function of tokens ≤ t: the solve is exactly causal at any iteration budget.
+      Anderson's weights, the residual and the convergence test are then per position, and a position
+      freezes once it and every earlier position of its sequence have converged (``causal_group``; before,
+      a position could freeze while earlier ones still moved and return a stale value). Because ``f`` is
+      causal (position t of ``f(z)`` reads ``z[:, :t+1]`` only), every iterate at position t is a function
+      of tokens ≤ t: the solve is exactly causal at any iteration budget.
     * ``sequence``: one sample per sequence, state ``(B, T, D)``. Each Anderson step mixes the history with
       weights fitted to the residual of the *whole* sequence, and a sequence stops when its whole residual
       is small, so before convergence position t depends (weakly) on later tokens. The fixed point itself is
@@ -163,6 +236,7 @@ def solve_sequence(
         "phantom_tau": cfg.phantom_tau,
         "ift_max_iter": cfg.ift_max_iter,
         "ift_tol": cfg.ift_tol,
+        "neumann_terms": cfg.neumann_terms,
         "method": cfg.method,
         "max_iter": max_iter,
         "min_iter": min(cfg.min_iter, max_iter),
@@ -176,7 +250,9 @@ def solve_sequence(
         def f_rows(rows: torch.Tensor) -> torch.Tensor:
             return f(rows.view(b, t, d)).reshape(b * t, d)  # (B·T, D) <-> (B, T, D)
 
-        z, raw = fixed_point(f_rows, z0.reshape(b * t, d), **options)
+        # causal_group=t: a position freezes only once every earlier position of its sequence has, so no
+        # frozen position keeps a value computed from a prefix that was still moving.
+        z, raw = fixed_point(f_rows, z0.reshape(b * t, d), causal_group=t, **options)
         z = z.view(b, t, d)
         nstep = raw.nstep.view(b, t).amax(1)
         residual = raw.residual.view(b, t).amax(1)
@@ -212,6 +288,8 @@ class LanguageModel(nn.Module):
     #: registry name, set by `recursive_models.lm.registry.register_lm_model`
     name: str = ""
     DEFAULTS: ClassVar[dict] = {}
+    #: variant name -> LMConfig fields (applied over DEFAULTS); empty for single-variant families
+    VARIANTS: ClassVar[dict[str, dict]] = {}
     SIZES: ClassVar[dict[str, dict]] = {}
 
     def __init__(self, config: LMConfig):
@@ -220,9 +298,11 @@ class LanguageModel(nn.Module):
         c = config
         self.wte = nn.Embedding(c.vocab_size, c.d_model)
         # std 1/sqrt(D): a random unit-RMS state decodes to O(1) logits, and the input side is normalised anyway.
-        # (On the synthetic copy task it trained faster than GPT-2's 0.02 and than 1/D.)
+        # (On the synthetic copy task it trained faster than GPT-2's 0.02 and than 1/D.) ``init="scaled_zero"``
+        # redraws it in `init_weights`.
         trunc_normal_(self.wte.weight, std=1.0 / math.sqrt(c.d_model))
         self.rotary = RotaryEmbedding(c.d_model // c.n_heads, c.seq_len, c.rope_base)
+        self.ln_f = RMSNorm(c.d_model, c.norm_weight)  # the decode's final norm
 
     @staticmethod
     def layer_split(n_layers: int) -> dict[str, int]:
@@ -231,20 +311,56 @@ class LanguageModel(nn.Module):
 
     # ---- shared parts ------------------------------------------------------------------------------------
     def make_blocks(self, n: int, *, layer_scale: float | None = None) -> Blocks:
-        """``n`` blocks of this model's widths; output projections scaled by ``1/sqrt(2·n_layers)`` (GPT-2)."""
+        """``n`` blocks of this model's widths; output projections scaled by ``1/sqrt(2·n_layers)`` (GPT-2).
+
+        ``layer_scale`` gives the blocks gates (plain, or the authors' sigmoid gates when ``gamma_max`` is set).
+        """
         c = self.config
         out_scale = 1.0 / math.sqrt(2 * max(c.n_layers, 1))
-        return Blocks([Block(c.d_model, c.n_heads, c.mlp_ratio, out_scale, layer_scale) for _ in range(n)])
+        options = {"gamma_max": c.gamma_max, "norm_weight": c.norm_weight, "act_scale": c.mlp_act_scale}
+        return Blocks([Block(c.d_model, c.n_heads, c.mlp_ratio, out_scale, layer_scale, **options) for _ in range(n)])
+
+    @torch.no_grad()
+    def init_weights(self, *, live_outputs: tuple[nn.Module, ...] = ()) -> None:
+        """Apply ``config.init``; families call it at the end of ``__init__``.
+
+        ``lecun`` keeps the weights drawn at construction. ``scaled_zero`` is the authors' table (their
+        ``get_factor_table``): every matrix, the tied embedding and any untied head ~ std ``s = sqrt(2/(5D))``
+        (truncated at 3s, or scaled truncated-orthogonal with ``init_orthogonal``; the fused ``qkv`` as three
+        ``D×D`` draws like their separate q, k, v), and the blocks' output projections zero, so each block starts
+        as the identity. ``live_outputs`` lists modules (the Attractor module's blocks) whose output projections
+        are drawn at std ``s`` instead (truncated normal, as their ``FixedPointBlock``): a zero head would make
+        the attractor map the constant ``c`` and its gates would get no gradient.
+        """
+        c = self.config
+        if c.init == "lecun":
+            return
+        std = math.sqrt(2.0 / (5.0 * c.d_model))
+        draw = _trunc_orthogonal_ if c.init_orthogonal else _trunc_normal_3
+        live = {id(m) for owner in live_outputs for m in owner.modules()}
+        for module in self.modules():
+            if isinstance(module, CausalSelfAttention):
+                for part in module.qkv.weight.chunk(3, dim=0):
+                    draw(part, std)
+                _draw_output(module.proj.weight, std, id(module) in live)
+            elif isinstance(module, ReluSquaredMLP):
+                draw(module.fc.weight, std)
+                _draw_output(module.proj.weight, std, id(module) in live)
+        draw(self.wte.weight, std)
+        head = getattr(self, "head", None)
+        if isinstance(head, nn.Linear):
+            draw(head.weight, std)
 
     def rope(self) -> Rope:
         """Rotary ``(cos, sin)`` tables, each ``(seq_len, hd)``."""
         return self.rotary()
 
     def embed(self, idx: torch.Tensor) -> torch.Tensor:
-        """Token ids ``(B, T)`` -> normalised embeddings ``(B, T, D)``."""
+        """Token ids ``(B, T)`` -> embeddings ``(B, T, D)``, normalised when ``embed_norm``."""
         if idx.shape[1] > self.config.seq_len:
             raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds seq_len={self.config.seq_len}")
-        return rms_norm(self.wte(idx))
+        x = self.wte(idx)
+        return rms_norm(x) if self.config.embed_norm else x
 
     def softcap(self, logits: torch.Tensor) -> torch.Tensor:
         """``c · tanh(logits / c)`` in float32 (identity when ``logit_softcap`` is None)."""
@@ -253,8 +369,8 @@ class LanguageModel(nn.Module):
         return logits if c is None else c * torch.tanh(logits / c)
 
     def decode(self, h: torch.Tensor) -> torch.Tensor:
-        """Tied unembedding: ``softcap(norm(h) @ Wembᵀ)``, ``(B, T, D) -> (B, T, V)`` float32."""
-        return self.softcap(F.linear(rms_norm(h), self.wte.weight))
+        """Tied unembedding: ``softcap(ln_f(h) @ Wembᵀ)``, ``(B, T, D) -> (B, T, V)`` float32."""
+        return self.softcap(F.linear(self.ln_f(h), self.wte.weight))
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy over ``targets != -100`` (the padding of `TokenDataset.iter_eval_batches`)."""

@@ -9,8 +9,9 @@ Sizes are ONE dial, ``depth`` (see `size_fields`): ``d_model = 32·depth``, ``n_
 of parameters, ``n_heads = max(2, d_model // 64)``. Every family spends those ``n_layers`` blocks differently
 (its ``layer_split``: prelude / weight-tied core / coda), so that all families have the same parameter count
 to within a few percent at each size (tested to ±10% of GPT). Resolution order:
-``LMConfig`` defaults < family ``DEFAULTS`` < size (`size_fields` then the family's ``SIZES`` preset)
-< overrides; the layer split is filled in last from the resolved ``n_layers`` unless given explicitly.
+``LMConfig`` defaults < family ``DEFAULTS`` < the variant's (``VARIANTS[variant]``, Attractor only) < size
+(`size_fields` then the family's ``SIZES`` preset) < overrides; the layer split is filled in last from the
+resolved ``n_layers`` (and variant) unless given explicitly.
 
 A family registers with ``@register_lm_model("name")`` and sets ``DEFAULTS``, ``SIZES`` and ``layer_split``;
 see ``models/attractor.py``.
@@ -47,7 +48,9 @@ class LMSolverConfig:
     bf16 and such maps use ``tol`` >= 2e-3, or the solve runs to ``max_iter`` every time.
 
     Attributes:
-        method: ``anderson`` or ``picard``.
+        method: ``anderson`` or ``picard`` (`equilibrium`'s), or ``authors``: the authors' LM Anderson
+            (`recursive_models.lm.authors.authors_anderson`; Attractor only), one solver sample per sequence
+            and one stopping decision for the whole batch, reproduced step for step.
         max_iter: iteration budget; ``forward(..., iters=T)`` replaces it (T=0 skips the solve).
         min_iter: no position/sequence counts as converged before this many iterations.
         tol: tolerance on the ``stop_mode`` residual.
@@ -59,6 +62,7 @@ class LMSolverConfig:
         phantom_tau: damping of the phantom steps.
         ift_max_iter: adjoint-solve budget of ``ift``.
         ift_tol: adjoint-solve tolerance of ``ift``.
+        neumann_terms: terms of the ``neumann`` backward (1 = the authors' one-step ``u = v + Jᵀv``).
         mixing: what one solver *sample* is. ``token`` (default) folds the positions into the batch, state
             ``(B·T, D)``: every position has its own Anderson weights, residual, convergence test and freeze, so
             every iterate is exactly causal (see ``layers.solve_sequence``). ``sequence`` treats a sequence as one
@@ -79,9 +83,12 @@ class LMSolverConfig:
     phantom_tau: float = 0.5
     ift_max_iter: int = 16
     ift_tol: float = 1e-4
+    neumann_terms: int = 1
     mixing: str = "token"
 
     def __post_init__(self) -> None:
+        if self.method not in ("anderson", "picard", "authors"):
+            raise ValueError(f"unknown solver method {self.method!r}; choose 'anderson', 'picard' or 'authors'")
         if self.mixing not in ("token", "sequence"):
             raise ValueError(f"unknown solver mixing {self.mixing!r}; choose 'token' or 'sequence'")
         if self.max_iter < 0 or self.min_iter < 0:
@@ -117,6 +124,20 @@ class LMConfig:
         injection: how the Attractor module sees y0: ``additive`` (T(y + y0) every step), ``initial`` (only as
             the starting state; needs ``solver_init="proposal"``) or ``concat`` (a linear map of [y, y0]).
         proposal_loss_weight: weight of an extra cross-entropy on the decoded proposal y0 (0 = off).
+        variant: the Attractor LM's map: ``authors`` (their ``Attractor``: ``y ← FPHead(y + c) - y`` from the
+            backbone output ``c``, decoded as ``ln_f(y*)``) or ``projected`` (this suite's first version: a
+            projected, normalised proposal and re-normalised iterates). Other families have one variant.
+        norm_weight: learned gains in every RMSNorm (block norms and the final ``ln_f``), as in the authors'
+            code; ``False``: parameter-free norms (nanochat).
+        embed_norm: normalise the token embedding before the first block (nanochat); the authors feed
+            ``wte[idx]`` unnormalised.
+        mlp_act_scale: the ReLU² scale, 1 (nanochat) or 0.5 (the authors' ``Relu2``).
+        gamma_max: bound of the Attractor module's sigmoid gates ``sigmoid(r)·gamma_max`` (the authors');
+            ``None``: plain linear gates initialised to ``layer_scale_init``.
+        init: ``scaled_zero`` (the authors' table: std ``sqrt(2/(5D))`` everywhere, zero output projections
+            except in the Attractor module) or ``lecun`` (this suite's first version: LeCun normal, GPT-2
+            residual scaling, embedding std ``1/sqrt(D)``).
+        init_orthogonal: draw the ``scaled_zero`` matrices as scaled truncated-orthogonal ones (the authors').
         solver: the DEQ/Attractor fixed-point solve.
     """
 
@@ -141,11 +162,22 @@ class LMConfig:
     solver_init: str = "proposal"
     injection: str = "additive"
     proposal_loss_weight: float = 0.0
+    variant: str = "authors"
+    norm_weight: bool = False
+    embed_norm: bool = True
+    mlp_act_scale: float = 1.0
+    gamma_max: float | None = None
+    init: str = "lecun"
+    init_orthogonal: bool = False
     solver: LMSolverConfig = field(default_factory=LMSolverConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.solver, dict):
             self.solver = _solver_from_dict(self.solver)
+        if self.init not in ("lecun", "scaled_zero"):
+            raise ValueError(f"unknown init {self.init!r}; choose 'lecun' or 'scaled_zero'")
+        if self.gamma_max is not None and not self.gamma_max > 0:
+            raise ValueError(f"gamma_max must be > 0 or None, got {self.gamma_max!r}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError(f"d_model {self.d_model} must split into {self.n_heads} heads of even size (rotary)")
 
@@ -201,21 +233,36 @@ def resolve_lm_config(name: str, size: str, **overrides) -> LMConfig:
     if unknown:
         raise ValueError(f"unknown LM option(s) {sorted(unknown)}; LMConfig fields are {sorted(known)}")
     cls = LM_MODELS[name]
+    variant = overrides.get("variant", cls.DEFAULTS.get("variant"))
+    if cls.VARIANTS and variant not in cls.VARIANTS:
+        raise ValueError(f"unknown {name} variant {variant!r}; variants are {sorted(cls.VARIANTS)}")
+    if not cls.VARIANTS and "variant" in overrides:
+        raise ValueError(f"the {name} family has no variants (got variant={overrides['variant']!r})")
     values: dict = {"name": name, "size": size}
     solver: dict = {}
-    layers = (cls.DEFAULTS, {"seq_len": _SEQ_LEN[size], **size_fields(LM_SIZES[size])}, cls.SIZES.get(size, {}))
+    layers = (
+        cls.DEFAULTS,
+        cls.VARIANTS.get(variant, {}),
+        {"seq_len": _SEQ_LEN[size], **size_fields(LM_SIZES[size])},
+        cls.SIZES.get(size, {}),
+    )
     for layer in (*layers, overrides):
         for k, v in layer.items():
             if k == "solver":
                 solver.update(asdict(v) if isinstance(v, LMSolverConfig) else dict(v))
             else:
                 values[k] = v
-    split = cls.layer_split(values["n_layers"])
+    split = _split(cls, values["n_layers"], values.get("variant"))
     for k, v in split.items():
         if values.get(k) is None:
             values[k] = v
     values["solver"] = solver
     return LMConfig.from_dict(values)
+
+
+def _split(cls: type[LanguageModel], n_layers: int, variant: str | None) -> dict[str, int]:
+    """The family's layer split; families with variants split per variant."""
+    return cls.layer_split(n_layers, variant) if cls.VARIANTS else cls.layer_split(n_layers)
 
 
 def build_lm(name: str, size: str, **overrides) -> LanguageModel:
@@ -234,7 +281,7 @@ def lm_from_config(config: LMConfig | dict) -> LanguageModel:
     if config.name not in LM_MODELS:
         raise ValueError(f"unknown LM family {config.name!r}; registered: {sorted(LM_MODELS)}")
     cls = LM_MODELS[config.name]
-    split = cls.layer_split(config.n_layers)
+    split = _split(cls, config.n_layers, config.variant)
     missing = {k: v for k, v in split.items() if getattr(config, k) is None}
     if missing:
         config = LMConfig.from_dict({**config.to_dict(), **missing})

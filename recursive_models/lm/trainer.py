@@ -152,8 +152,10 @@ def train(cfg: Any, callback=None) -> dict:
     t, d = cfg.trainer, cfg.data
     if t.threads:
         torch.set_num_threads(t.threads)
-    overrides = OmegaConf.to_container(cfg.model.overrides, resolve=True) if OmegaConf.is_config(cfg) else dict(
-        cfg.model.overrides
+    overrides = (
+        OmegaConf.to_container(cfg.model.overrides, resolve=True)
+        if OmegaConf.is_config(cfg)
+        else dict(cfg.model.overrides)
     )
     # Resolve the architecture first: a typo in an override fails before the corpus is prepared.
     probe = resolve_lm_config(cfg.model.name, cfg.model.size, **{"vocab_size": d.vocab_size, **overrides})

@@ -1,35 +1,47 @@
-"""Attractor LM ("Solve the Loop"): a backbone proposal in output-embedding space, refined to a fixed point.
+"""Attractor LM ("Solve the Loop"): a backbone proposal refined to a fixed point by a weight-tied module.
 
-::
+Two variants (``variant=``), each with its own defaults (``VARIANTS``):
+
+``authors`` (default) — the authors' ``Attractor`` (jacobfa/Attractor, ``attractor/models/attractor/attractor.py``)::
+
+    c  = backbone(wte[idx])                           # (B, T, D), the proposal (no final norm)
+    f(y) = FPHead(y + c) - y                          # FPHead: the Attractor module, pre-norm blocks whose attention
+                                                      # and MLP outputs are gated by sigmoid(r)·gamma_max
+    y* = Anderson from y = c                          # per position (theirs: solver.method=authors)
+    logits = ln_f(y*) @ Wembᵀ                         # learned-gain RMSNorm, tied unembedding, no softcap
+
+  Their blocks: learned RMSNorm gains, 0.5·ReLU², rotary base 50000, ``scaled_zero`` init (orthogonal, zero
+  output projections except in FPHead), gates at 0.75 with ``gamma_max`` 0.75 (their 140M config), and their
+  one-step gradient ``u = v + Jᵀv`` (``solver.backward="neumann"``, one term). The solver settings are theirs
+  (at most 64, at least 6 iterations, relative tolerance 3e-4, m = 5), but by default the solve is
+  `equilibrium`'s Anderson with one sample per position (``solver.mixing="token"``), which is exactly causal at
+  any budget. Their Anderson, reproduced step for step, is ``solver.method="authors"``
+  (`recursive_models.lm.authors`): one sample per sequence and one stop for the whole batch, so until it has
+  converged it mixes later tokens into earlier positions, and a perplexity measured with it can see the
+  future. Fidelity (with ``solver.method="authors"``): ``tests/test_lm_authors.py``.
+
+``projected`` — this suite's first Attractor LM::
 
     y0 = norm(P · norm(backbone(norm(wte[idx]))))    # the proposal, (B, T, D), in the tied embedding space
-    T(y, y0) = norm(blocks_γ(inject(y, y0)))         # the attractor module: weight-tied causal blocks whose
-                                                     # residual updates are gated per channel (γ init 0.1)
-    y* = fixed_point(y ↦ T(y, y0), y_init)           # Anderson forward, one-step backward (defaults)
-    logits = softcap(norm(y*) @ Wembᵀ)               # decoded by the tied unembedding = input embedding
+    T(y, y0) = norm(blocks_γ(inject(y, y0)))         # gated causal blocks (plain gates, init 0.1)
+    y* = fixed_point(y ↦ T(y, y0), y_init)           # equilibrium's Anderson per position, one-step backward
+    logits = softcap(norm(y*) @ Wembᵀ)
 
-Injection (``injection``): ``additive`` feeds ``y + y0`` to T at every step (default); ``initial`` feeds ``y`` only,
-y0 entering as the starting state (then ``solver_init`` must be ``proposal``; with the one-step backward the
-backbone gets no gradient through the solve, only from ``proposal_loss_weight``); ``concat`` feeds a learned
-``W [y; y0]`` (W initialised to ``[I I]``, i.e. to the additive map). Start (``solver_init``): ``proposal``
-(y0, default), ``zero`` or ``gaussian`` (unit normal, like the unit-RMS states). These are the paper's ablations.
+  Injection (``injection``): ``additive`` feeds ``y + y0`` to T at every step (default); ``initial`` feeds ``y``
+  only, y0 entering as the starting state (then ``solver_init`` must be ``proposal``); ``concat`` feeds a learned
+  ``W [y; y0]`` (W initialised to ``[I I]``). Start (``solver_init``): ``proposal``, ``zero`` or ``gaussian``.
+  These are the paper's ablations (experiment 5); they exist for this variant only.
 
-With small gates T is close to ``y ↦ norm(y + y0)``, whose fixed point from ``y_init = y0`` is y0 itself: at init
-the attractor starts as a near-identity refinement of the proposal and learns how far to move it.
+Splits (the paper's Table 7: 7+1, 15+2, 35+2 backbone + Attractor blocks): one Attractor block up to 8 blocks of
+budget (tiny 3+1, small 7+1), two above (base 14+2). The tiny CPU preset caps the solve at 24 iterations.
 
-Solver defaults are the paper's: Anderson (m = 5), at most 64 / at least 6 iterations, relative tolerance 3e-4,
-one-step gradient; the ``tiny`` CPU preset caps ``max_iter`` at 24. By default every position is its own solver
-sample (``solver.mixing="token"``), which keeps every iterate exactly causal; ``mixing="sequence"`` makes a whole
-sequence one sample (state ``(B, T, D)``), as equilibrium's per-sample convergence does, and then partially
-converged iterates leak future tokens (see `recursive_models.lm.layers.solve_sequence`).
-
-``iters`` replaces ``solver.max_iter``; ``iters=0`` decodes the proposal y0 directly (the
-equilibrium-internalization test): ``model(idx, iters=0)["logits"] == model.decode(model.proposal(idx))``.
+``iters`` replaces ``solver.max_iter``; ``iters=0`` decodes the proposal directly (the equilibrium-internalization
+test): ``model(idx, iters=0)["logits"] == model.decode(model.proposal(idx))``.
 
     from recursive_models.lm.registry import build_lm
-    model = build_lm("attractor", "tiny")                            # 3 backbone + 1 attractor block
-    out = model(idx, targets)                                        # out["solver/nstep"], ...
-    ablation = build_lm("attractor", "tiny", injection="concat", solver_init="zero")
+    model = build_lm("attractor", "tiny")                               # the authors' model, 3 + 1 blocks
+    out = model(idx, targets)                                           # out["solver/nstep"], ...
+    ours = build_lm("attractor", "tiny", variant="projected", injection="concat", solver_init="zero")
 """
 
 from __future__ import annotations
@@ -38,6 +50,8 @@ import logging
 
 import torch
 
+from equilibrium import SolverStats, attach_backward
+from recursive_models.lm.authors import authors_solve
 from recursive_models.lm.layers import LanguageModel, lecun_linear, rms_norm, solve_sequence
 from recursive_models.lm.registry import LMConfig, register_lm_model
 
@@ -47,24 +61,51 @@ INJECTIONS = ("additive", "initial", "concat")
 SOLVER_INITS = ("proposal", "zero", "gaussian")
 
 
+_PROJECTED = {
+    "norm_weight": False, "embed_norm": True, "mlp_act_scale": 1.0, "rope_base": 10000.0, "logit_softcap": 15.0,
+    "init": "lecun", "init_orthogonal": False, "layer_scale_init": 0.1, "gamma_max": None,
+    "solver": {"method": "anderson", "backward": "onestep", "mixing": "token"},
+}  # fmt: skip
+_AUTHORS = {
+    # their attractor-small-140m.py: blocks, init, gates; the solver and the one-step (Neumann-1) gradient
+    "norm_weight": True, "embed_norm": False, "mlp_act_scale": 0.5, "rope_base": 50000.0, "logit_softcap": None,
+    "init": "scaled_zero", "init_orthogonal": True, "layer_scale_init": 0.75, "gamma_max": 0.75,
+    # The solve itself is equilibrium's Anderson per position (exactly causal); solver.method=authors is theirs.
+    "solver": {"method": "anderson", "backward": "neumann", "neumann_terms": 1, "mixing": "token"},
+}  # fmt: skip
+
+
 @register_lm_model("attractor")
 class AttractorLM(LanguageModel):
-    """Backbone + proposal projection + weight-tied gated attractor module, tied decode."""
+    """Backbone + weight-tied gated Attractor module solved to a fixed point, tied decode (two variants)."""
 
-    DEFAULTS = {"solver": {"backward": "onestep", "max_iter": 64, "min_iter": 6, "tol": 3e-4, "m": 5}}  # noqa: RUF012
+    DEFAULTS = {"variant": "authors", "solver": {"max_iter": 64, "min_iter": 6, "tol": 3e-4, "m": 5}}  # noqa: RUF012
+    VARIANTS = {"authors": _AUTHORS, "projected": _PROJECTED}  # noqa: RUF012
     # CPU preset: a smaller budget keeps the tiny model trainable on a laptop.
     SIZES = {"tiny": {"solver": {"max_iter": 24}}}  # noqa: RUF012
 
     @staticmethod
-    def layer_split(n_layers: int) -> dict[str, int]:  # noqa: D102 -- a quarter of the blocks in T
-        core = max(1, n_layers // 4)
+    def layer_split(n_layers: int, variant: str | None = None) -> dict[str, int]:
+        """Backbone + Attractor blocks: Table 7's one block up to 8, two above (``projected``: a quarter)."""
+        core = max(1, n_layers // 4) if variant == "projected" else (1 if n_layers <= 8 else 2)
         return {"n_prelude": n_layers - core, "n_core": core, "n_coda": 0}
 
     def __init__(self, config: LMConfig):
         super().__init__(config)
         c = config
+        if c.variant not in self.VARIANTS:
+            raise ValueError(f"unknown attractor variant {c.variant!r}; variants are {sorted(self.VARIANTS)}")
         if c.n_prelude < 1 or c.n_core < 1:
             raise ValueError("the Attractor LM needs n_prelude (backbone) >= 1 and n_core (attractor) >= 1")
+        if c.variant == "authors":
+            if c.injection != "additive" or c.solver_init != "proposal" or c.proposal_loss_weight:
+                raise ValueError("injection, solver_init and proposal_loss_weight are options of variant=projected")
+            self.backbone = self.make_blocks(c.n_prelude)
+            self.attractor = self.make_blocks(c.n_core, layer_scale=c.layer_scale_init)
+            self.init_weights(live_outputs=(self.attractor,))
+            return
+        if c.solver.method == "authors":
+            raise ValueError("solver.method=authors (their Anderson) belongs to variant=authors")
         if c.injection not in INJECTIONS:
             raise ValueError(f"unknown injection {c.injection!r}; choose one of {INJECTIONS}")
         if c.solver_init not in SOLVER_INITS:
@@ -81,17 +122,25 @@ class AttractorLM(LanguageModel):
             self.combine = lecun_linear(2 * d, d)
             with torch.no_grad():  # [I I]: starts as the additive injection
                 self.combine.weight.copy_(torch.cat([torch.eye(d), torch.eye(d)], dim=1))
+        self.init_weights(live_outputs=(self.attractor,))
 
     def proposal(self, idx: torch.Tensor) -> torch.Tensor:
-        """The backbone's proposal ``y0 (B, T, D)`` (unit RMS), decoded by `decode` when ``iters=0``."""
+        """The backbone's proposal ``(B, T, D)``: ``c`` (``authors``) or the unit-RMS ``y0`` (``projected``)."""
         h = self.backbone(self.embed(idx), self.rope())
+        if self.config.variant == "authors":
+            return h
         # float32 whatever the autocast dtype: y0 fixes the dtype of the solver state, and a bf16 state could
         # not reach the 3e-4 relative tolerance (bf16 resolves ~4e-3).
         return rms_norm(self.project(rms_norm(h)).float())
 
     def attract(self, y: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
-        """One application of the attractor module ``T(y, y0)``, ``(B, T, D)``."""
+        """One application of the map whose fixed point is solved for, ``(B, T, D)``.
+
+        ``authors``: ``FPHead(y + c) - y`` (``y0 = c``); ``projected``: ``T(y, y0)`` per ``injection``.
+        """
         c = self.config
+        if c.variant == "authors":
+            return self.attractor(y + y0, self.rope()) - y
         if c.injection == "additive":
             u = y + y0
         elif c.injection == "initial":
@@ -101,13 +150,51 @@ class AttractorLM(LanguageModel):
         return rms_norm(self.attractor(u, self.rope()))
 
     def initial_state(self, y0: torch.Tensor) -> torch.Tensor:
-        """The solver's start ``(B, T, D)`` per ``solver_init``."""
+        """The solver's start ``(B, T, D)`` per ``solver_init`` (``authors``: the proposal)."""
         init = self.config.solver_init
         if init == "proposal":
             return y0.detach()
         if init == "zero":
             return torch.zeros_like(y0)
         return torch.randn_like(y0)
+
+    def solve(self, y0: torch.Tensor, max_iter: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The differentiable fixed point ``y* (B, T, D)`` from ``initial_state(y0)`` and its statistics."""
+        c = self.config
+        y_init = self.initial_state(y0)
+        if c.solver.method != "authors":
+            y, stats, _ = solve_sequence(lambda y: self.attract(y, y0), y_init, c.solver, max_iter=max_iter)
+            return y, stats
+        s = c.solver
+        with torch.no_grad():
+            y_star, info = authors_solve(
+                lambda y: self.attract(y, y0.detach()), y_init, max_iter=max_iter, tol=s.tol, min_iter=s.min_iter,
+                m=s.m, beta=s.beta,
+            )  # fmt: skip
+        b = y_star.shape[0]
+        residual = info["residual"].to(y_star.device)
+        raw = SolverStats(
+            nstep=torch.full((b,), info["iters"], device=y_star.device),
+            abs_residual=torch.full_like(residual, float("nan")),
+            rel_residual=residual,
+            converged=residual < s.tol,
+            method="authors",
+            stop_mode="rel",
+            tol=s.tol,
+            max_iter=max_iter,
+        )
+        # Their value is y* itself; the gradient comes from the backward mode through f at y* (their _IFTAttach).
+        y = attach_backward(
+            lambda y: self.attract(y, y0), y_star, raw, backward=s.backward, keep_value=True,
+            phantom_steps=s.phantom_steps, phantom_tau=s.phantom_tau, ift_max_iter=s.ift_max_iter, ift_tol=s.ift_tol,
+            neumann_terms=s.neumann_terms,
+        )  # fmt: skip
+        stats = {
+            "solver/nstep": raw.nstep.float().mean(),
+            "solver/residual": residual.mean(),
+            "solver/converged_frac": raw.converged.float().mean(),
+        }
+        return y, stats
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *, iters: int | None = None) -> dict:
         """Logits, loss, solver statistics and ``depth`` (backbone + attractor blocks · mean iterations)."""
@@ -119,8 +206,7 @@ class AttractorLM(LanguageModel):
             zero = torch.zeros((), device=y0.device)
             stats = {"solver/nstep": zero, "solver/residual": zero, "solver/converged_frac": zero}
         else:
-            y_init = self.initial_state(y0)
-            y, stats, _ = solve_sequence(lambda y: self.attract(y, y0), y_init, c.solver, max_iter=max_iter)
+            y, stats = self.solve(y0, max_iter)
         out = self.output(self.decode(y), targets, depth=c.n_prelude + c.n_core * stats["solver/nstep"], **stats)
         if targets is not None and c.proposal_loss_weight > 0:
             out["loss/proposal"] = self.loss(self.decode(y0), targets).detach()
