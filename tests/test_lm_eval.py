@@ -325,3 +325,33 @@ def test_cli_wrapper(corpus: Path, checkpoints, tmp_path: Path) -> None:
     bad = subprocess.run([*base, "--model_args", f"checkpoint={checkpoints['gpt']},iters=-1"], capture_output=True,
                          text=True, env=env, timeout=240)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: iters must be")
+
+
+def test_benchmark_script_resumes(corpus: Path, checkpoints, tmp_path: Path, monkeypatch) -> None:
+    import importlib.util
+
+    for k, v in OFFLINE.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    path = Path(__file__).parents[1] / "benchmarks" / "lm_eval_lambada.py"
+    spec = importlib.util.spec_from_file_location("lm_eval_lambada", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "r.json"
+    argv = ["--checkpoints", str(checkpoints["gpt"]), str(checkpoints["attractor"]), "--task-dir",
+            str(tmp_path / "task"), "--corpus", str(corpus), "--out", str(out), "--limit", "3",
+            "--bootstrap-iters", "0", "--iters", "0", "default"]  # fmt: skip
+    assert bench.main(argv) == 0
+    first = json.loads(out.read_text())
+    assert sorted(first["runs"]) == sorted(
+        [f"{checkpoints['gpt']}|T=default", f"{checkpoints['attractor']}|T=0", f"{checkpoints['attractor']}|T=default"]
+    )  # GPT has no recurrence: scored once
+    for r in first["runs"].values():
+        assert 0.0 <= r["acc"] <= 1.0 and r["perplexity"] > 1 and r["examples"] == 3
+    assert first["reportable"] is False and first["task"]["sha256"] and first["commit"] == bench.git_commit()
+    assert bench.main([*argv[:-2], "0", "2", "default"]) == 0  # only T=2 is new
+    second = json.loads(out.read_text())
+    assert set(second["runs"]) - set(first["runs"]) == {f"{checkpoints['attractor']}|T=2"}
+    assert all(second["runs"][k] == v for k, v in first["runs"].items())
+    with pytest.raises(SystemExit, match="--iters takes"):
+        bench.main([*argv[:-2], "-1"])

@@ -8,7 +8,6 @@ arguments::
     python -m recursive_models.lm.eval_harness --model attractor-suite \
         --model_args checkpoint=runs/lm,iters=0 --include_path tasks/shakespeare_lambada \
         --tasks shakespeare_lambada --output_path results/
-    python -m recursive_models.lm.eval_harness ls tasks --include_path tasks/shakespeare_lambada
 
 Every lm-eval option works as documented for ``lm_eval``. A bad model arg ends with one ``error:`` line and
 exit code 2.
