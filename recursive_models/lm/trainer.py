@@ -230,6 +230,8 @@ def train(cfg: Any, callback=None) -> dict:
         "metrics": final,
     }
     ckpt = save_checkpoint(run_dir, t.steps, model.state_dict(), meta)
+    # the tokenizer travels with the weights, so the checkpoint scores without the corpus (lm/lm_eval_model.py)
+    (ckpt / "tokenizer.json").write_bytes((Path(folder) / "tokenizer.json").read_bytes())
     result = {**final, "parameters": n_params, "minutes": minutes, "checkpoint": str(ckpt),
               "train/loss": history[-1]["train/loss"] if history else None}  # fmt: skip
     (run_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
