@@ -311,7 +311,10 @@ def _acquire_history(shape: tuple[int, ...], dtype: torch.dtype, device: torch.d
     # CUDA has a caching allocator; a solve nested inside f gets its own buffer.
     if device.type != "cpu" or ws.busy or not _WORKSPACE_ENABLED:
         return torch.empty(shape, dtype=dtype, device=device), False
-    if ws.buf is None or ws.buf.shape != shape or ws.buf.dtype != dtype:
+    # A buffer made under torch.inference_mode is an inference tensor, which a solve outside it may not write
+    # in place (and vice versa the mode is part of what makes a buffer reusable).
+    inference = torch.is_inference_mode_enabled()
+    if ws.buf is None or ws.buf.shape != shape or ws.buf.dtype != dtype or ws.buf.is_inference() != inference:
         ws.buf = None  # drop the old one first, so that both are never held at once
         ws.buf = torch.empty(shape, dtype=dtype, device=device)
     ws.busy = True

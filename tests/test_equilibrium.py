@@ -482,3 +482,13 @@ def test_causal_group_freezes_a_row_only_with_its_prefix(method):
 def test_causal_group_must_divide_the_batch():
     with pytest.raises(ValueError, match="causal_group"):
         solve(torch.cos, torch.zeros(6, 2), causal_group=4)
+
+
+def test_cpu_workspace_survives_switching_inference_mode():
+    """A history buffer cached under torch.inference_mode must not be reused outside it (in-place write error)."""
+    f = lambda z: 0.5 * torch.cos(z)  # noqa: E731
+    with torch.inference_mode():
+        inside, _ = solve(f, torch.zeros(4, 8), method="anderson", tol=1e-8)
+    with torch.no_grad():
+        outside, _ = solve(f, torch.zeros(4, 8), method="anderson", tol=1e-8)
+    torch.testing.assert_close(outside, inside.clone())
