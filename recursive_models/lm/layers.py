@@ -226,8 +226,9 @@ def solve_sequence(
     Returns:
         ``(z, stats, solver_stats)``: ``z (B, T, D)`` carrying the backward mode's graph (when grad is on);
         ``stats`` holds 0-dim detached batch means ``solver/nstep`` (a sequence's steps: the max over its
-        positions in ``token`` mode), ``solver/residual`` (likewise the max) and ``solver/converged_frac``
-        (sequences whose every position converged); ``solver_stats`` is equilibrium's raw record.
+        positions in ``token`` mode), ``solver/residual`` (likewise the max), ``solver/converged_frac``
+        (sequences whose every position converged) and ``solver/converged_positions`` (positions that converged;
+        in ``sequence`` mode, those of converged sequences); ``solver_stats`` is equilibrium's raw record.
     """
     b, t, d = z0.shape
     options = {
@@ -257,13 +258,16 @@ def solve_sequence(
         nstep = raw.nstep.view(b, t).amax(1)
         residual = raw.residual.view(b, t).amax(1)
         converged = raw.converged.view(b, t).all(1)
+        positions = raw.converged.float().mean()
     else:
         z, raw = fixed_point(f, z0, **options)
         nstep, residual, converged = raw.nstep, raw.residual, raw.converged
+        positions = converged.float().mean()  # a sequence converges as a whole
     stats = {
         "solver/nstep": nstep.float().mean(),
         "solver/residual": residual.float().mean(),
         "solver/converged_frac": converged.float().mean(),
+        "solver/converged_positions": positions,
     }
     return z, stats, raw
 

@@ -193,6 +193,7 @@ class AttractorLM(LanguageModel):
             "solver/nstep": raw.nstep.float().mean(),
             "solver/residual": residual.mean(),
             "solver/converged_frac": raw.converged.float().mean(),
+            "solver/converged_positions": raw.converged.float().mean(),  # their solve is per sequence
         }
         return y, stats
 
@@ -204,7 +205,8 @@ class AttractorLM(LanguageModel):
         if max_iter == 0:
             y = y0
             zero = torch.zeros((), device=y0.device)
-            stats = {"solver/nstep": zero, "solver/residual": zero, "solver/converged_frac": zero}
+            stats = {"solver/nstep": zero, "solver/residual": zero, "solver/converged_frac": zero,
+                     "solver/converged_positions": zero}  # fmt: skip
         else:
             y, stats = self.solve(y0, max_iter)
         out = self.output(self.decode(y), targets, depth=c.n_prelude + c.n_core * stats["solver/nstep"], **stats)

@@ -77,7 +77,9 @@ class DEQ(LanguageModel):
                 self.decode(z0),
                 targets,
                 depth=float(c.n_prelude),
-                **{"solver/nstep": zero, "solver/residual": zero, "solver/converged_frac": zero},
+                **dict.fromkeys(
+                    ("solver/nstep", "solver/residual", "solver/converged_frac", "solver/converged_positions"), zero
+                ),
             )
 
         def f(z: torch.Tensor) -> torch.Tensor:
