@@ -48,8 +48,12 @@ def test_authors_is_the_default_and_projected_keeps_the_first_version() -> None:
     assert (build_lm("attractor", "small").config.n_core, build_lm("attractor", "base").config.n_core) == (1, 2)
     with pytest.raises(ValueError, match="variant"):
         build_lm("attractor", "tiny", variant="nope")
-    with pytest.raises(ValueError, match="variant=projected"):
-        build_lm("attractor", "tiny", injection="concat")
+    # the ablation options apply to the authors' map too: concat starts as their additive injection
+    concat = build_lm("attractor", "tiny", injection="concat")
+    y, c0 = torch.randn(2, 2, 8, concat.config.d_model)
+    torch.testing.assert_close(concat.attract(y, c0), concat.attractor(y + c0, concat.rope()) - y)
+    with pytest.raises(ValueError, match="variant=authors"):
+        build_lm("attractor", "tiny", variant="projected", solver={"method": "authors"})
     with pytest.raises(ValueError, match="no variants"):
         build_lm("gpt", "tiny", variant="authors")
 

@@ -27,10 +27,11 @@ Two variants (``variant=``), each with its own defaults (``VARIANTS``):
     y* = fixed_point(y ↦ T(y, y0), y_init)           # equilibrium's Anderson per position, one-step backward
     logits = softcap(norm(y*) @ Wembᵀ)
 
-  Injection (``injection``): ``additive`` feeds ``y + y0`` to T at every step (default); ``initial`` feeds ``y``
-  only, y0 entering as the starting state (then ``solver_init`` must be ``proposal``); ``concat`` feeds a learned
-  ``W [y; y0]`` (W initialised to ``[I I]``). Start (``solver_init``): ``proposal``, ``zero`` or ``gaussian``.
-  These are the paper's ablations (experiment 5); they exist for this variant only.
+The paper's ablations (experiment 5) are options of both variants. Injection (``injection``): ``additive`` feeds
+``y + y0`` to the module at every step (default; the authors' map); ``initial`` feeds ``y`` only, y0 entering as
+the starting state (then ``solver_init`` must be ``proposal``); ``concat`` feeds a learned ``W [y; y0]`` (W
+initialised to ``[I I]``, i.e. to the additive map). Start (``solver_init``): ``proposal`` (default), ``zero`` or
+``gaussian`` (unit normal). Only ``additive`` + ``proposal`` is in the authors' code; the others are ours.
 
 Splits (the paper's Table 7: 7+1, 15+2, 35+2 backbone + Attractor blocks): one Attractor block up to 8 blocks of
 budget (tiny 3+1, small 7+1), two above (base 14+2). The tiny CPU preset caps the solve at 24 iterations.
@@ -97,14 +98,7 @@ class AttractorLM(LanguageModel):
             raise ValueError(f"unknown attractor variant {c.variant!r}; variants are {sorted(self.VARIANTS)}")
         if c.n_prelude < 1 or c.n_core < 1:
             raise ValueError("the Attractor LM needs n_prelude (backbone) >= 1 and n_core (attractor) >= 1")
-        if c.variant == "authors":
-            if c.injection != "additive" or c.solver_init != "proposal" or c.proposal_loss_weight:
-                raise ValueError("injection, solver_init and proposal_loss_weight are options of variant=projected")
-            self.backbone = self.make_blocks(c.n_prelude)
-            self.attractor = self.make_blocks(c.n_core, layer_scale=c.layer_scale_init)
-            self.init_weights(live_outputs=(self.attractor,))
-            return
-        if c.solver.method == "authors":
+        if c.solver.method == "authors" and c.variant != "authors":
             raise ValueError("solver.method=authors (their Anderson) belongs to variant=authors")
         if c.injection not in INJECTIONS:
             raise ValueError(f"unknown injection {c.injection!r}; choose one of {INJECTIONS}")
@@ -116,7 +110,8 @@ class AttractorLM(LanguageModel):
             logger.warning("injection='initial' with a %s backward: the backbone gets no gradient", c.solver.backward)
         d = c.d_model
         self.backbone = self.make_blocks(c.n_prelude)
-        self.project = lecun_linear(d, d)  # backbone state -> proposal in the tied embedding space
+        if c.variant == "projected":
+            self.project = lecun_linear(d, d)  # backbone state -> proposal in the tied embedding space
         self.attractor = self.make_blocks(c.n_core, layer_scale=c.layer_scale_init)
         if c.injection == "concat":
             self.combine = lecun_linear(2 * d, d)
@@ -136,17 +131,18 @@ class AttractorLM(LanguageModel):
     def attract(self, y: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
         """One application of the map whose fixed point is solved for, ``(B, T, D)``.
 
-        ``authors``: ``FPHead(y + c) - y`` (``y0 = c``); ``projected``: ``T(y, y0)`` per ``injection``.
+        With ``u = inject(y, y0)`` (``y + y0``, ``y`` or ``W[y; y0]`` per ``injection``): ``authors``
+        ``FPHead(u) - y`` (their map with the default additive injection, ``y0 = c``); ``projected`` ``norm(T(u))``.
         """
         c = self.config
-        if c.variant == "authors":
-            return self.attractor(y + y0, self.rope()) - y
         if c.injection == "additive":
             u = y + y0
         elif c.injection == "initial":
             u = y
         else:
             u = self.combine(torch.cat([y, y0], dim=-1))  # (B, T, 2D) -> (B, T, D)
+        if c.variant == "authors":
+            return self.attractor(u, self.rope()) - y
         return rms_norm(self.attractor(u, self.rope()))
 
     def initial_state(self, y0: torch.Tensor) -> torch.Tensor:
