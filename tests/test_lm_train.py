@@ -1,7 +1,9 @@
 """End-to-end tests of ``python -m recursive_models.lm.train``: a few steps per family with recorded losses.
 
-The losses of a fixed-seed run on a small synthetic corpus are recorded in ``tests/data/recorded_lm_losses.json``;
-regenerate them after an intended change with ``RECORD_LOSSES=1 python -m pytest tests/test_lm_train.py -k recorded``.
+The losses of a fixed-seed run on a small synthetic corpus are recorded in ``tests/data/recorded_lm_losses.json``
+for the default recipe (key: the family) and for ``optim=adamw_cosine`` (key ``family@adamw_cosine``: the losses
+recorded before MuonAdamW became the default, so that recipe is checked unchanged); regenerate them after an
+intended change with ``RECORD_LOSSES=1 python -m pytest tests/test_lm_train.py -k recorded``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from omegaconf.errors import ConfigKeyError
 
 from recursive_models.lm.config import register_lm_configs
 from recursive_models.lm.data import TokenDataset
+from recursive_models.lm.optim import lr_at
 from recursive_models.lm.registry import LM_MODELS
-from recursive_models.lm.trainer import evaluate_lm, load_lm_checkpoint, lr_at, train
+from recursive_models.lm.trainer import evaluate_lm, load_lm_checkpoint, train
 
 RECORDED = Path(__file__).parent / "data" / "recorded_lm_losses.json"
 WORDS = "the king queen lord crown night sword love death friend speak thou thee art hath doth fair".split()
@@ -64,9 +67,10 @@ def _cfg(corpus: Path, out: Path, *extra: str):
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("optim", ["muon_adamw", "adamw_cosine"])
 @pytest.mark.parametrize("family", sorted(LM_MODELS))
-def test_few_steps_match_recorded_losses(family: str, corpus: Path, tmp_path: Path) -> None:
-    result = train(_cfg(corpus, tmp_path, f"model={family}", "+model.overrides.n_layers=2"))
+def test_few_steps_match_recorded_losses(family: str, optim: str, corpus: Path, tmp_path: Path) -> None:
+    result = train(_cfg(corpus, tmp_path, f"model={family}", f"optim={optim}", "+model.overrides.n_layers=2"))
     rows = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train/loss"] for r in rows if "train/loss" in r]
     assert len(losses) == 5 and all(np.isfinite(losses))
@@ -77,12 +81,23 @@ def test_few_steps_match_recorded_losses(family: str, corpus: Path, tmp_path: Pa
     val = TokenDataset(Path(meta["data"]["folder"]), "validation")
     again = evaluate_lm(model, val, batch_size=4, seq_len=32, max_batches=2)
     assert again["val/loss"] == pytest.approx(result["val/loss"], rel=1e-6)
+    key = family if optim == "muon_adamw" else f"{family}@{optim}"
     recorded = json.loads(RECORDED.read_text()) if RECORDED.exists() else {}
     if os.environ.get("RECORD_LOSSES"):
-        recorded[family] = losses
+        recorded[key] = losses
         RECORDED.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
-    assert family in recorded, f"no recorded losses for {family}; run with RECORD_LOSSES=1 once"
-    torch.testing.assert_close(torch.tensor(losses), torch.tensor(recorded[family]), rtol=2e-3, atol=1e-4)
+    assert key in recorded, f"no recorded losses for {key}; run with RECORD_LOSSES=1 once"
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(recorded[key]), rtol=2e-3, atol=1e-4)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("optim", ["muon_adamw", "adamw_cosine"])
+def test_each_optimizer_lowers_the_loss(optim: str, corpus: Path, tmp_path: Path) -> None:
+    steps = ["trainer.steps=40", "trainer.log_interval=40", "+model.overrides.n_layers=2"]
+    train(_cfg(corpus, tmp_path, "model=gpt", f"optim={optim}", *steps))
+    rows = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    first, last = (r["train/loss"] for r in rows if "train/loss" in r)
+    assert last < first - 1.0, (first, last)  # from ~ln(300) = 5.7 nats
 
 
 def test_typos_fail_before_training(corpus: Path, tmp_path: Path) -> None:
@@ -92,12 +107,16 @@ def test_typos_fail_before_training(corpus: Path, tmp_path: Path) -> None:
         _cfg(corpus, tmp_path, "model=gtp")
     with pytest.raises(ValueError, match="n_layer"):
         train(_cfg(corpus, tmp_path, "+model.overrides.n_layer=2"))
+    with pytest.raises(ValueError, match=r"trainer\.optimizer='adam' is not one of muon_adamw, adamw"):
+        train(_cfg(corpus, tmp_path, "trainer.optimizer=adam"))
+    with pytest.raises(ValueError, match=r"trainer.cooldown_frac=2.0 must be within \[0, 1\]"):
+        train(_cfg(corpus, tmp_path, "trainer.cooldown_frac=2.0"))
     assert not (tmp_path / "cache").exists()  # nothing was prepared
 
 
 def test_lr_schedule() -> None:
     class T:
-        lr, lr_warmup_steps, steps, lr_min_ratio = 1.0, 10, 110, 0.1
+        schedule, lr, lr_warmup_steps, steps, lr_min_ratio = "cosine", 1.0, 10, 110, 0.1
 
     assert lr_at(0, T) == pytest.approx(0.1) and lr_at(9, T) == pytest.approx(1.0)
     assert lr_at(60, T) == pytest.approx(0.55) and lr_at(110, T) == pytest.approx(0.1)

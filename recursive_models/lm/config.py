@@ -48,12 +48,29 @@ class LMTrainerSection:
     batch_size: int = 16
     seq_len: int = 128
     steps: int = 600
-    lr: float = 3e-3
-    lr_warmup_steps: int = 50
-    lr_min_ratio: float = 0.1
-    weight_decay: float = 0.1
-    beta1: float = 0.9
+    # The optimiser and schedule (`recursive_models.lm.optim`; the README's LM "Recipe" table gives every source).
+    # Defaults are the paper's MuonAdamW + trapezoid recipe (Table 9) as the authors' code runs it
+    # (``launch_configs/*-small-140m.yaml``); ``optim=adamw_cosine`` restores this suite's earlier recipe.
+    optimizer: str = "muon_adamw"  # muon_adamw (Muon on hidden matrices, AdamW on the rest) | adamw
+    schedule: str = "trapezoid"  # trapezoid (warmup-stable-decay) | cosine (warmup + cosine)
+    lr: float = 3e-3  # AdamW's peak lr (embedding, vectors, fixed-point head; every matrix under adamw); per size
+    beta1: float = 0.8  # AdamW betas: launch_configs optim_config.betas [0.8, 0.95]
     beta2: float = 0.95
+    eps: float = 1e-10  # AdamW eps: launch_configs optim_config.eps
+    weight_decay: float = 0.1  # AdamW's decay on the hidden matrices; optimizer=adamw only
+    embedding_weight_decay: float = 0.0  # the tied embedding: launch_configs optim_config.weight_decay 0.0
+    muon_lr: float = 8e-3  # launch_configs optim_config.muon_lr (140M-1.3B); the tiny preset overrides it
+    muon_momentum: float = 0.95  # launch_configs optim_config.muon_momentum (Nesterov)
+    muon_momentum_warmup_start: float = 0.85  # scripts/train.py:484, linear over the steps below
+    muon_momentum_warmup_steps: int = 300  # scripts/train.py:485
+    muon_weight_decay: float = 0.2  # launch_configs optim_config.muon_wd, decayed linearly to 0 (train.py:698)
+    muon_ns_steps: int = 5  # launch_configs optim_config.muon_ns_steps
+    fp_lr_scale: float = 0.5  # fixed-point head lr = lr x this: configs/attractor/attractor-small-140m.py:40
+    fp_wd: float = 0.1  # fixed-point head matrices' weight decay (vectors: none): attractor-small-140m.py:41
+    warmup_frac: float = 0.0  # trapezoid: launch_configs warmup_steps 0.0
+    cooldown_frac: float = 0.5  # trapezoid: launch_configs cooldown_steps 0.5, linear to min_lr 0
+    lr_warmup_steps: int = 50  # cosine only
+    lr_min_ratio: float = 0.1  # cosine only: its final lr / lr
     grad_clip: float | None = 1.0
     eval_interval: int = 0
     eval_batches: int | None = 40

@@ -5,11 +5,13 @@
     model, meta = load_lm_checkpoint(result["checkpoint"])
     metrics = evaluate_lm(model, val_dataset, iters=0)    # e.g. decode the Attractor's proposal only
 
-The recipe: random windows from the training tokens (seeded), AdamW (no weight decay on vectors: norms,
-layer-scale gates, Parcae's A/Δ), linear warmup then cosine decay to ``lr_min_ratio``, gradient clipping, bf16
-autocast on CUDA. Logged to ``RUN/metrics.jsonl`` under ``train/``, ``val/`` and ``solver/``. Validation
-perplexity is ``exp`` of the mean next-token cross-entropy over ``eval_batches`` fixed, non-overlapping windows
-of the validation works (``None``: all of them). Checkpoints are written with `recursive_models.checkpoint`
+The recipe: random windows from the training tokens (seeded); by default the paper's optimiser, MuonAdamW (Muon
+on the hidden matrices, AdamW on the embedding, vectors and the fixed-point head at ``lr · fp_lr_scale``), with a
+trapezoid schedule (constant, then linear to 0 over the last half); ``optim=adamw_cosine`` gives the earlier AdamW
+with warmup + cosine (both in `recursive_models.lm.optim`); gradient clipping; bf16 autocast on CUDA. Logged to
+``RUN/metrics.jsonl`` under ``train/``, ``val/`` and ``solver/``. Validation perplexity is ``exp`` of the mean
+next-token cross-entropy over ``eval_batches`` fixed, non-overlapping windows of the validation works (``None``:
+all of them). Checkpoints are written with `recursive_models.checkpoint`
 (``model.safetensors`` + ``meta.json``, atomic) and load without the training code.
 """
 
@@ -32,6 +34,7 @@ from tqdm import tqdm
 
 from recursive_models.checkpoint import find_checkpoint, git_commit, read_meta, save_checkpoint
 from recursive_models.evaluation import autocast_for
+from recursive_models.lm.optim import apply_schedule, build_optimizer, check_recipe
 from recursive_models.trainer import MetricsLogger, resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -41,22 +44,6 @@ IGNORE = -100  # padding targets of `TokenDataset.iter_eval_batches`
 
 class LMTrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss)."""
-
-
-def lr_at(step: int, t: Any) -> float:
-    """Warmup-then-cosine learning rate at optimiser step ``step`` (0-based)."""
-    if step < t.lr_warmup_steps:
-        return t.lr * (step + 1) / t.lr_warmup_steps
-    frac = (step - t.lr_warmup_steps) / max(1, t.steps - t.lr_warmup_steps)
-    return t.lr * (t.lr_min_ratio + (1 - t.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
-
-
-def make_optimizer(model: torch.nn.Module, t: Any) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    rest = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=False)
 
 
 @torch.no_grad()
@@ -143,13 +130,14 @@ def train(cfg: Any, callback=None) -> dict:
 
     Raises:
         LMTrainingError: the loss became non-finite.
-        ValueError: a bad model override or data option (before anything is prepared or trained).
+        ValueError: a bad model override, optimiser/schedule field or data option (before anything is prepared).
     """
     from recursive_models.lm.data import TokenDataset, prepare_corpus
     from recursive_models.lm.registry import lm_from_config, resolve_lm_config
 
     t0 = time.time()
     t, d = cfg.trainer, cfg.data
+    check_recipe(t)
     if t.threads:
         torch.set_num_threads(t.threads)
     overrides = (
@@ -173,7 +161,7 @@ def train(cfg: Any, callback=None) -> dict:
     torch.manual_seed(t.seed)
     model = lm_from_config(config).to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    opt = make_optimizer(model, t)
+    opt = build_optimizer(model, t)
     gen = torch.Generator().manual_seed(t.seed)
     run_dir = Path(t.out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -191,8 +179,7 @@ def train(cfg: Any, callback=None) -> dict:
     bar = tqdm(range(t.steps), desc="train", unit="step", disable=not t.progress, dynamic_ncols=True)
     history = []
     for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, t)
+        lr = apply_schedule(opt, step, t)
         x, y = train_ds.get_batch(t.batch_size, t.seq_len, generator=gen)
         x, y = x.to(device), y.to(device)
         with autocast_for(device, precision):
@@ -205,7 +192,7 @@ def train(cfg: Any, callback=None) -> dict:
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or float("inf"))
         opt.step()
         if step % t.log_interval == 0 or step == t.steps - 1:
-            m = {"train/loss": loss.item(), "train/lr": opt.param_groups[0]["lr"], "train/grad_norm": float(gnorm)}
+            m = {"train/loss": loss.item(), "train/lr": lr, "train/grad_norm": float(gnorm)}
             m.update({k: float(v) for k, v in out.items() if k.startswith(("solver/", "loss/")) or k == "depth"})
             logger.log(step + 1, m)
             history.append({"step": step + 1, **m})
