@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,13 +46,25 @@ def parse_iters(values: list[str]) -> list[int | None]:
     return out
 
 
-def checkpoints_from_compare(path: Path) -> list[str]:
-    """The ``checkpoint`` of every family in a results JSON of ``benchmarks/lm_compare.py``."""
+def checkpoints_from_compare(path: Path) -> dict[str, str]:
+    """``checkpoint -> label`` of every run of a ``benchmarks/lm_compare.py`` study folder (``OUT/runs/*.json``)."""
     try:
-        fams = json.loads(path.read_text())["families"]
-        return [e["checkpoint"] for e in fams.values()]
+        runs = [json.loads(p.read_text()) for p in sorted((path / "runs").glob("*.json"))]
+        if not runs:
+            raise ValueError("no finished runs")
+        return {e["checkpoint"]: e["label"] for e in runs}
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SystemExit(f"error: {path} is not a results JSON of benchmarks/lm_compare.py ({e})") from e
+        raise SystemExit(f"error: {path} is not a benchmarks/lm_compare.py study folder ({e})") from e
+
+
+def summarize(runs: dict[str, dict]) -> dict[str, dict]:
+    """Accuracy per label (family) and T over the scored checkpoints (seeds): mean, std, n."""
+    groups: dict[str, list[float]] = {}
+    for e in runs.values():
+        key = f"{e.get('label') or e['family']}|T={'default' if e['iters'] is None else e['iters']}"
+        groups.setdefault(key, []).append(e["acc"])
+    return {k: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "n": len(v)}
+            for k, v in sorted(groups.items())}  # fmt: skip
 
 
 def _write(path: Path, obj: dict) -> None:
@@ -63,7 +76,7 @@ def _write(path: Path, obj: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoints", nargs="+", default=[], help="run dirs or checkpoint folders")
-    p.add_argument("--from-compare", type=Path, help="take the checkpoints of a benchmarks/lm_compare.py JSON")
+    p.add_argument("--from-compare", type=Path, help="take the checkpoints of a benchmarks/lm_compare.py study (OUT)")
     p.add_argument("--task-dir", type=Path, required=True, help="folder of the task YAML (lambada_task --out)")
     p.add_argument("--corpus", type=Path, help="prepared corpus folder to build the task from if it is missing")
     p.add_argument("--iters", nargs="+", default=DEFAULT_ITERS, help="T values; 'default' = the model's own")
@@ -76,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="redo (checkpoint, T) pairs already in --out")
     args = p.parse_args(argv)
     iters = parse_iters(args.iters)
-    ckpts = list(args.checkpoints) + (checkpoints_from_compare(args.from_compare) if args.from_compare else [])
+    labels = checkpoints_from_compare(args.from_compare) if args.from_compare else {}
+    ckpts = list(args.checkpoints) + list(labels)
     if not ckpts:
         raise SystemExit("error: give --checkpoints or --from-compare")
     if args.threads:
@@ -128,13 +142,14 @@ def main(argv: list[str] | None = None) -> int:
             results["task"] = {"name": lambada_task.TASK_NAME, "yaml": str(yaml.resolve()), "data": str(data.resolve()),
                                "sha256": sha, "version": version}  # fmt: skip
             entry = {
-                "checkpoint": str(folder), "family": family, "iters": t,
+                "checkpoint": str(folder), "family": family, "label": labels.get(ck), "iters": t,
                 "acc": res["acc,none"], "acc_stderr": res.get("acc_stderr,none"),
                 "perplexity": res["perplexity,none"], "perplexity_stderr": res.get("perplexity_stderr,none"),
                 "examples": out["n-samples"][lambada_task.TASK_NAME]["effective"],
                 "seconds": round(time.time() - t0, 2),
             }  # fmt: skip
             results["runs"][key] = entry
+            results["summary"] = summarize(results["runs"])
             _write(args.out, results)
             print(json.dumps(entry), flush=True)
     return 0
