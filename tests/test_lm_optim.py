@@ -105,7 +105,8 @@ def test_fixed_point_head_group(optimizer: str) -> None:
             seen.add(id(p))
     assert seen == set(head)
     # the backbone's matrices are not in the head's groups and keep the base lr (or Muon's)
-    (proj,) = [g for g in opt.param_groups if any(p is model.project.weight for p in g["params"])]
+    backbone = model.backbone[0].attn.qkv.weight
+    (proj,) = [g for g in opt.param_groups if any(p is backbone for p in g["params"])]
     assert proj["lr"] == pytest.approx(t.muon_lr if optimizer == "muon_adamw" else t.lr, rel=1e-12)
 
 
@@ -248,3 +249,24 @@ def test_cli_shows_the_fields_and_rejects_bad_ones(tmp_path) -> None:
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == "error: trainer.optimizer='sgd' is not one of muon_adamw, adamw"
     assert not (tmp_path / "cache").exists()  # failed before the corpus was prepared
+
+
+def test_float32_muon_is_torch_muon_up_to_the_iteration_dtype() -> None:
+    """The CPU Muon applies torch's update; only its Newton-Schulz runs in float32 instead of bfloat16."""
+    from recursive_models.lm.optim import Float32Muon
+
+    torch.manual_seed(0)
+    w = [torch.randn(48, 16), torch.randn(16, 64)]
+    grads = [[torch.randn_like(x) for x in w] for _ in range(3)]
+    params = {name: [x.clone().requires_grad_() for x in w] for name in ("torch", "fp32")}
+    opts = {"torch": torch.optim.Muon(params["torch"], lr=0.02, weight_decay=0.1, adjust_lr_fn="original"),
+            "fp32": Float32Muon(params["fp32"], lr=0.02, weight_decay=0.1, adjust_lr_fn="original")}  # fmt: skip
+    for g in grads:
+        for name, opt in opts.items():
+            for p, gi in zip(params[name], g, strict=True):
+                p.grad = gi.clone()
+            opt.step()
+    for a, b, x in zip(params["torch"], params["fp32"], w, strict=True):
+        moved = (a.detach() - x).abs().max()
+        assert float((a - b).abs().max()) < 0.05 * float(moved)  # bf16 vs fp32 orthogonalisation, same update
+        assert float((b - x).abs().max()) > 0  # it moved

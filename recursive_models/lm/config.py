@@ -65,6 +65,8 @@ class LMTrainerSection:
     muon_momentum_warmup_steps: int = 300  # scripts/train.py:485
     muon_weight_decay: float = 0.2  # launch_configs optim_config.muon_wd, decayed linearly to 0 (train.py:698)
     muon_ns_steps: int = 5  # launch_configs optim_config.muon_ns_steps
+    # ours: where Newton-Schulz runs in float32 (auto: on CPU, where torch's bf16 iteration is ~8x slower)
+    muon_ns_dtype: str = "auto"
     fp_lr_scale: float = 0.5  # fixed-point head lr = lr x this: configs/attractor/attractor-small-140m.py:40
     fp_wd: float = 0.1  # fixed-point head matrices' weight decay (vectors: none): attractor-small-140m.py:41
     warmup_frac: float = 0.0  # trapezoid: launch_configs warmup_steps 0.0

@@ -74,6 +74,8 @@ def check_recipe(t: Any) -> None:
     """Raise a one-line `ValueError` for a bad optimiser / schedule field of ``trainer`` (before any work)."""
     if t.optimizer not in OPTIMIZERS:
         raise ValueError(f"trainer.optimizer={t.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    if t.muon_ns_dtype not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"trainer.muon_ns_dtype={t.muon_ns_dtype!r} is not one of auto, float32, bfloat16")
     if t.schedule not in SCHEDULES:
         raise ValueError(f"trainer.schedule={t.schedule!r} is not one of {', '.join(SCHEDULES)}")
     for key in ("warmup_frac", "cooldown_frac"):
@@ -241,6 +243,52 @@ class MultiOptimizer:
             o.load_state_dict(s)
 
 
+class Float32Muon(torch.optim.Muon):
+    """`torch.optim.Muon` whose Newton-Schulz orthogonalisation runs in float32 (the CPU path).
+
+    torch's Muon always orthogonalises in bfloat16, which is what GPUs are fast at; on a CPU without bf16 matrix
+    units a bf16 product is ~8x slower than float32 (measured: 2.4 ms against 0.28 ms for 128x512 @ 512x128),
+    which made the optimiser step of the tiny GPT (1.0 s) as long as its forward and backward. This class
+    applies the same update as torch's ``_single_tensor_muon`` (momentum EMA, Nesterov, the same quintic
+    iteration and coefficients, decoupled weight decay at the unadjusted lr, ``adjust_lr_fn``) with the
+    iteration in float32; float32 only makes the orthogonalisation more exact. Selected by
+    ``trainer.muon_ns_dtype`` (``auto``: float32 on CPU, torch's bf16 elsewhere).
+    """
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, wd, mom = float(group["lr"]), group["weight_decay"], group["momentum"]
+            a, b, c = group["ns_coefficients"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - mom)
+                update = p.grad.lerp(buf, mom) if group["nesterov"] else buf
+                x = update.float()
+                tall = x.size(0) > x.size(1)
+                x = x.T if tall else x
+                x = x / x.norm().clamp(min=group["eps"])  # spectral norm at most 1
+                for _ in range(group["ns_steps"]):
+                    gram = x @ x.T
+                    x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+                x = x.T if tall else x
+                rows, cols = p.shape[:2]
+                fn = group["adjust_lr_fn"]
+                ratio = math.sqrt(max(1, rows / cols)) if fn in (None, "original") else 0.2 * math.sqrt(max(rows, cols))
+                p.mul_(1 - lr * wd)
+                p.add_(x.to(p.dtype), alpha=-lr * ratio)
+        return loss
+
+
 def build_optimizer(model: torch.nn.Module, t: Any) -> MultiOptimizer:
     """The optimiser ``trainer.optimizer`` over `param_groups`; call `apply_schedule` before every step.
 
@@ -252,8 +300,11 @@ def build_optimizer(model: torch.nn.Module, t: Any) -> MultiOptimizer:
     muon = [{**g, "base_weight_decay": g["weight_decay"]} for g in groups if g["kind"] == "muon"]
     opts = []
     if muon:
-        opts.append(torch.optim.Muon(muon, lr=t.muon_lr, momentum=t.muon_momentum, nesterov=True,
-                                     ns_steps=t.muon_ns_steps, adjust_lr_fn="original"))  # fmt: skip
+        on_cpu = all(p.device.type == "cpu" for g in muon for p in g["params"])
+        fp32 = t.muon_ns_dtype == "float32" or (t.muon_ns_dtype == "auto" and on_cpu)
+        cls = Float32Muon if fp32 else torch.optim.Muon
+        opts.append(cls(muon, lr=t.muon_lr, momentum=t.muon_momentum, nesterov=True, ns_steps=t.muon_ns_steps,
+                        adjust_lr_fn="original"))  # fmt: skip
     if adamw:
         opts.append(torch.optim.AdamW(adamw, lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps, fused=False))
     for g in groups:

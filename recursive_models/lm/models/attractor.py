@@ -119,6 +119,18 @@ class AttractorLM(LanguageModel):
                 self.combine.weight.copy_(torch.cat([torch.eye(d), torch.eye(d)], dim=1))
         self.init_weights(live_outputs=(self.attractor,))
 
+    def optimizer_groups(self) -> dict[str, str]:
+        """Parameter roles (`recursive_models.lm.optim`): the Attractor module and the concat injection are the head."""
+        roles = {}
+        for name, p in self.named_parameters():
+            if name.startswith("wte."):
+                roles[name] = "embedding"
+            elif name.startswith(("attractor.", "combine.")):
+                roles[name] = "fp_matrix" if p.ndim >= 2 else "fp_vector"
+            else:
+                roles[name] = "matrix" if p.ndim == 2 else "vector"
+        return roles
+
     def proposal(self, idx: torch.Tensor) -> torch.Tensor:
         """The backbone's proposal ``(B, T, D)``: ``c`` (``authors``) or the unit-RMS ``y0`` (``projected``)."""
         h = self.backbone(self.embed(idx), self.rope())
