@@ -37,6 +37,16 @@ if TYPE_CHECKING:
 Rope = tuple[torch.Tensor, torch.Tensor]
 
 
+#: The authors' block settings (jacobfa/Attractor ``attractor/configs/*/…-small-140m.py``, shared by their GPT,
+#: Parcae and Attractor): RMSNorm with learned gains, the token embedding fed unnormalised, 0.5·ReLU², rotary
+#: base 50000, no logit softcap, the ``scaled-zero`` init with orthogonal matrices. (Our first versions used
+#: nanochat's: parameter-free norms, a normalised embedding, ReLU², base 10000, softcap 15, LeCun init.)
+AUTHORS_BLOCKS = {
+    "norm_weight": True, "embed_norm": False, "mlp_act_scale": 0.5, "rope_base": 50000.0, "logit_softcap": None,
+    "init": "scaled_zero", "init_orthogonal": True,
+}  # fmt: skip
+
+
 def lecun_linear(fan_in: int, fan_out: int, std_scale: float = 1.0) -> nn.Linear:
     """Bias-free linear with LeCun truncated-normal init, std ``std_scale / sqrt(fan_in)``."""
     layer = nn.Linear(fan_in, fan_out, bias=False)

@@ -53,7 +53,7 @@ import torch
 
 from equilibrium import SolverStats, attach_backward
 from recursive_models.lm.authors import authors_solve
-from recursive_models.lm.layers import LanguageModel, lecun_linear, rms_norm, solve_sequence
+from recursive_models.lm.layers import AUTHORS_BLOCKS, LanguageModel, lecun_linear, rms_norm, solve_sequence
 from recursive_models.lm.registry import LMConfig, register_lm_model
 
 logger = logging.getLogger(__name__)
@@ -69,8 +69,7 @@ _PROJECTED = {
 }  # fmt: skip
 _AUTHORS = {
     # their attractor-small-140m.py: blocks, init, gates; the solver and the one-step (Neumann-1) gradient
-    "norm_weight": True, "embed_norm": False, "mlp_act_scale": 0.5, "rope_base": 50000.0, "logit_softcap": None,
-    "init": "scaled_zero", "init_orthogonal": True, "layer_scale_init": 0.75, "gamma_max": 0.75,
+    **AUTHORS_BLOCKS, "layer_scale_init": 0.75, "gamma_max": 0.75,
     # The solve itself is equilibrium's Anderson per position (exactly causal); solver.method=authors is theirs.
     "solver": {"method": "anderson", "backward": "neumann", "neumann_terms": 1, "mixing": "token"},
 }  # fmt: skip
