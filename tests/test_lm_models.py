@@ -297,6 +297,48 @@ def test_parcae_depths_and_truncated_bptt(variant: str) -> None:
     assert len(graph_calls) == 12 and sum(graph_calls) == model.config.bptt_steps  # only the last 4 tracked
 
 
+# ---- DEQ ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif("deq" not in LM_MODELS, reason="no deq family")
+@pytest.mark.parametrize("variant", ["authors", "nanochat"])
+def test_deq_separate_and_tied_heads(variant: str) -> None:
+    # Table 3's "DEQ" (its own V×D head, the default) and "DEQ + tied unembedding".
+    with torch.device("meta"):
+        untied = build_lm("deq", "tiny", vocab_size=4096, variant=variant)
+        tied = build_lm("deq", "tiny", vocab_size=4096, variant=variant, tie_head=True)
+    assert not untied.config.tie_head and tied.head is None
+    assert untied.num_params() - tied.num_params() == 4096 * untied.config.d_model
+    assert untied.num_params(non_embedding=True) == tied.num_params(non_embedding=True)
+    model = _model("deq", variant=variant, tie_head=True).eval()
+    idx = _tokens()
+    with torch.no_grad():
+        z = torch.randn(2, SEQ, model.config.d_model)
+        assert torch.equal(model.decode(z), model.softcap(model.ln_f(z) @ model.wte.weight.T))
+    out = _run(model.train(), idx, targets=idx.roll(-1, 1))
+    out["loss"].backward()
+    assert model.wte.weight.grad is not None and float(model.wte.weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="always ties its head; tie_head=False is a deq option"):
+        build_lm("parcae", "tiny", tie_head=False)
+
+
+@pytest.mark.skipif("deq" not in LM_MODELS, reason="no deq family")
+def test_deq_block_settings_are_their_eqlms() -> None:
+    model = _model("deq")
+    c = model.config
+    assert (c.variant, c.norm_weight, c.embed_norm, c.mlp_act_scale, c.rope_base) == ("authors", True, False, 0.5, 5e4)
+    assert (c.logit_softcap, c.init, c.init_orthogonal) == (None, "scaled_zero", True)
+    # their EQLM's init: the core's output projections at s, the prelude's at s / sqrt(2 n_layer), none zero
+    s = math.sqrt(2 / (5 * c.d_model))
+    core_std = float(model.core[0].mlp.proj.weight.detach().std())
+    prelude_std = float(model.prelude[0].mlp.proj.weight.detach().std())
+    assert abs(core_std / s - 0.986) < 0.05  # a ±3σ-truncated normal
+    assert abs(prelude_std / (s / math.sqrt(2 * (c.n_prelude + c.n_core))) - 0.986) < 0.05
+    assert resolve_lm_config("deq", "tiny", variant="nanochat").init == "lecun"
+    with pytest.raises(ValueError, match="unknown deq variant 'nope'"):
+        build_lm("deq", "tiny", variant="nope")
+
+
 # ---- Attractor -----------------------------------------------------------------------------------------------
 
 

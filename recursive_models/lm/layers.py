@@ -304,11 +304,15 @@ class LanguageModel(nn.Module):
     #: variant name -> LMConfig fields (applied over DEFAULTS); empty for single-variant families
     VARIANTS: ClassVar[dict[str, dict]] = {}
     SIZES: ClassVar[dict[str, dict]] = {}
+    #: whether ``tie_head=False`` (a separate output head) is an option of this family
+    UNTIED_HEAD: ClassVar[bool] = False
 
     def __init__(self, config: LMConfig):
         super().__init__()
         self.config = config
         c = config
+        if not c.tie_head and not self.UNTIED_HEAD:
+            raise ValueError(f"the {c.name} family always ties its head; tie_head=False is a deq option")
         self.wte = nn.Embedding(c.vocab_size, c.d_model)
         # std 1/sqrt(D): a random unit-RMS state decodes to O(1) logits, and the input side is normalised anyway.
         # (On the synthetic copy task it trained faster than GPT-2's 0.02 and than 1/D.) ``init="scaled_zero"``
