@@ -52,7 +52,7 @@ def test_authors_is_the_default_with_their_settings() -> None:
         assert all(not b.attn.proj.weight.any() and not b.mlp.proj.weight.any() for b in part)
     s = torch.linalg.svdvals(model.C.weight.detach())
     torch.testing.assert_close(s, torch.full_like(s, math.sqrt(2 / 5)), atol=1e-4, rtol=0)
-    assert float(model.value_embeds["1"].weight.std()) == pytest.approx(1.0, abs=0.05)  # PyTorch's N(0, 1)
+    assert float(model.value_embeds["1"].weight.detach().std()) == pytest.approx(1.0, abs=0.05)  # PyTorch's N(0, 1)
 
 
 @pytest.mark.parametrize(("size", "split"), [("tiny", (1, 2, 1)), ("small", (3, 2, 3)), ("base", (5, 6, 5))])
