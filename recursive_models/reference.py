@@ -358,3 +358,54 @@ def authors_lm_config(config: Any) -> dict[str, Any]:
         "init_strategy": "scaled-zero" if c.init == "scaled_zero" else "normal",
         "init_orthogonal": c.init_orthogonal,
     }
+
+
+def authors_parcae_config(config: Any) -> dict[str, Any]:
+    """Keyword arguments of their ``ParcaeConfig`` for our ``parcae`` LM config (``variant="authors"``).
+
+    The shared fields are those of their ``parcae-small-140m.py`` with our widths and split: RMSNorm with gains,
+    0.5·ReLU², QK-norm, rotary, no biases, tied embeddings, ``prelude_norm``, the diagonal injection, the
+    "like-init" state, ``poisson-truncated-full`` depths drawn per sequence, untruncated vocabulary.
+
+    Raises:
+        ValueError: a setting their model does not have (a softcap, parameter-free norms, ...).
+    """
+    c = config
+    if c.name != "parcae" or c.variant != "authors":
+        raise ValueError(f"expected a parcae config with variant='authors', got {c.name}/{c.variant}")
+    if not (c.norm_weight and not c.embed_norm and c.mlp_act_scale == 0.5 and c.recurrence_sampling == "sequence"):
+        raise ValueError("their Parcae has RMSNorm gains, no embedding norm, 0.5·ReLU² and per-sequence depths")
+    return {
+        "name": "attractor-suite-fidelity",
+        "block_size": c.seq_len,
+        "vocab_size": c.vocab_size,
+        "padding_multiple": 1,
+        "n_embd": c.d_model,
+        "num_attention_heads": c.n_heads,
+        "num_key_value_heads": c.n_heads,
+        "intermediate_size": c.mlp_ratio * c.d_model,
+        "bias": False,
+        "tie_embeddings": True,
+        "block_class_name": "TransformerPreNormBlock",
+        "norm_class_name": "RMSNorm",
+        "norm_eps": 1e-5,
+        "mlp_class_name": "BaseMLP",
+        "nonlin_name": "ReLU2",
+        "qk_norm": True,
+        "logit_softcap": c.logit_softcap,
+        "prelude_norm": True,
+        "rope_settings": {"rope_base": c.rope_base},
+        "init_strategy": "scaled-zero" if c.init == "scaled_zero" else "normal",
+        "init_orthogonal": c.init_orthogonal,
+        "injection_type": "diagonal",
+        "state_init": "like-init",
+        "recurrent_embedding_dimension": c.d_model,
+        "recurrent_intermediation_embedding_dimension": c.mlp_ratio * c.d_model,
+        "n_layers_in_prelude": c.n_prelude,
+        "n_layers_in_recurrent_block": c.n_core,
+        "n_layers_in_coda": c.n_coda,
+        "mean_recurrence": int(c.mean_recurrence),
+        "mean_backprop_depth": c.bptt_steps,
+        "sampling_scheme": "poisson-truncated-full",
+        "recurrent_iteration_method": "per-sequence",
+    }

@@ -100,7 +100,10 @@ def test_parameter_counts_match_gpt(size: str) -> None:
     counts = {}
     for name in FAMILIES:
         with torch.device("meta"):
-            counts[name] = sum(p.numel() for p in build_lm(name, size).parameters())
+            model = build_lm(name, size)
+        # Value-embedding tables (the authors' Parcae: V×D each, 2 at tiny, looked up rather than multiplied) are
+        # embeddings, which GPT here does not have; they are left out like in num_params(non_embedding=True).
+        counts[name] = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("value_embeds."))
     for name, n in counts.items():
         assert abs(n / counts["gpt"] - 1) <= 0.10, f"{name}-{size}: {n:,} vs gpt {counts['gpt']:,}"
     if size == "tiny":
@@ -233,10 +236,21 @@ def test_iters_semantics(name: str) -> None:
             assert torch.allclose(zero["logits"], manual, atol=1e-5)
         elif name == "deq":  # T=0 decodes z0 = 0
             assert torch.equal(zero["logits"], model.decode(torch.zeros(2, SEQ, model.config.d_model)))
-        elif name == "parcae":  # T=0: prelude -> coda, no recurrent step
+        elif name == "parcae":
+            # The authors' Parcae at T=0: no recurrent step, the coda reads C h0, their random "like-init" state,
+            # so the prelude does not reach the logits at all (their num_steps_pair=[0, 0] does the same).
             rope = model.rope()
-            e = rms_norm(model.prelude(model.embed(idx), rope))
-            assert torch.equal(zero["logits"], model.decode(model.coda(e, rope)))
+            torch.manual_seed(5)
+            zero = model(idx, iters=0)
+            torch.manual_seed(5)
+            h0 = model.initial_state(torch.empty(2, SEQ, model.config.d_model))
+            ves = model.value_embeddings(idx)
+            assert torch.equal(zero["logits"], model.decode(model.coda(model.C(h0), rope, ves["coda"])))
+            # The diagonal variant at T=0: prelude -> coda.
+            diagonal = _model(name, variant="diagonal").eval()
+            rope = diagonal.rope()
+            e = rms_norm(diagonal.prelude(diagonal.embed(idx), rope))
+            assert torch.equal(diagonal(idx, iters=0)["logits"], diagonal.decode(diagonal.coda(e, rope)))
         if name in RECURRENT_FAMILIES:
             for t in (1, 2, 4):
                 nstep = model(idx, iters=t)["solver/nstep"].item()
@@ -249,7 +263,8 @@ def test_iters_semantics(name: str) -> None:
 
 @pytest.mark.skipif("parcae" not in LM_MODELS, reason="no parcae family")
 def test_parcae_carry_is_stable_under_training() -> None:
-    model = _model("parcae").train()
+    # The diagonal variant's carry is bounded below 1 by construction (the authors' exp(-Δ·A) can round to 1).
+    model = _model("parcae", variant="diagonal").train()
     decay, _ = model.carry()
     assert ((decay > 0) & (decay < 1)).all()  # spectral radius of the diagonal carry < 1 at init
     # Large steps on the carry parameters: A, Δ > 0 by construction, so the radius stays below 1 wherever they go.
@@ -270,8 +285,9 @@ def test_parcae_carry_is_stable_under_training() -> None:
 
 
 @pytest.mark.skipif("parcae" not in LM_MODELS, reason="no parcae family")
-def test_parcae_depths_and_truncated_bptt() -> None:
-    model = _model("parcae").train()
+@pytest.mark.parametrize("variant", ["authors", "diagonal"])
+def test_parcae_depths_and_truncated_bptt(variant: str) -> None:
+    model = _model("parcae", variant=variant).train()
     r = torch.stack([model.sample_depths(64, torch.device("cpu")) for _ in range(20)]).float()  # (20, 64)
     assert r.min() >= 1 and abs(r.mean().item() - 8) < 0.5
     assert (r.std(dim=1) > 0).all()  # one depth per sequence
@@ -279,6 +295,48 @@ def test_parcae_depths_and_truncated_bptt() -> None:
     model.core.register_forward_hook(lambda *_: graph_calls.append(torch.is_grad_enabled()))
     _run(model, _tokens(), iters=12)
     assert len(graph_calls) == 12 and sum(graph_calls) == model.config.bptt_steps  # only the last 4 tracked
+
+
+# ---- DEQ ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif("deq" not in LM_MODELS, reason="no deq family")
+@pytest.mark.parametrize("variant", ["authors", "nanochat"])
+def test_deq_separate_and_tied_heads(variant: str) -> None:
+    # Table 3's "DEQ" (its own V×D head, the default) and "DEQ + tied unembedding".
+    with torch.device("meta"):
+        untied = build_lm("deq", "tiny", vocab_size=4096, variant=variant)
+        tied = build_lm("deq", "tiny", vocab_size=4096, variant=variant, tie_head=True)
+    assert not untied.config.tie_head and tied.head is None
+    assert untied.num_params() - tied.num_params() == 4096 * untied.config.d_model
+    assert untied.num_params(non_embedding=True) == tied.num_params(non_embedding=True)
+    model = _model("deq", variant=variant, tie_head=True).eval()
+    idx = _tokens()
+    with torch.no_grad():
+        z = torch.randn(2, SEQ, model.config.d_model)
+        assert torch.equal(model.decode(z), model.softcap(model.ln_f(z) @ model.wte.weight.T))
+    out = _run(model.train(), idx, targets=idx.roll(-1, 1))
+    out["loss"].backward()
+    assert model.wte.weight.grad is not None and float(model.wte.weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="always ties its head; tie_head=False is a deq option"):
+        build_lm("parcae", "tiny", tie_head=False)
+
+
+@pytest.mark.skipif("deq" not in LM_MODELS, reason="no deq family")
+def test_deq_block_settings_are_their_eqlms() -> None:
+    model = _model("deq")
+    c = model.config
+    assert (c.variant, c.norm_weight, c.embed_norm, c.mlp_act_scale, c.rope_base) == ("authors", True, False, 0.5, 5e4)
+    assert (c.logit_softcap, c.init, c.init_orthogonal) == (None, "scaled_zero", True)
+    # their EQLM's init: the core's output projections at s, the prelude's at s / sqrt(2 n_layer), none zero
+    s = math.sqrt(2 / (5 * c.d_model))
+    core_std = float(model.core[0].mlp.proj.weight.detach().std())
+    prelude_std = float(model.prelude[0].mlp.proj.weight.detach().std())
+    assert abs(core_std / s - 0.986) < 0.05  # a ±3σ-truncated normal
+    assert abs(prelude_std / (s / math.sqrt(2 * (c.n_prelude + c.n_core))) - 0.986) < 0.05
+    assert resolve_lm_config("deq", "tiny", variant="nanochat").init == "lecun"
+    with pytest.raises(ValueError, match="unknown deq variant 'nope'"):
+        build_lm("deq", "tiny", variant="nope")
 
 
 # ---- Attractor -----------------------------------------------------------------------------------------------

@@ -61,19 +61,30 @@ class CausalSelfAttention(nn.Module):
         d_model: width ``D``.
         n_heads: heads ``H`` (``D / H`` must be even for rotary).
         out_scale: init std multiplier of the output projection (GPT-2's ``1/sqrt(2·depth)`` residual scaling).
+        ve_gate: give the block a value-embedding gate (the authors' Parcae, nanochat's value embeddings): then
+            ``forward(x, rope, ve)`` adds ``2·sigmoid(W x[..., :32])`` (one gate per head) times the looked-up
+            value embedding ``ve (B, T, D)`` to the values. ``W (H, 32)`` keeps PyTorch's default init, as theirs.
     """
 
-    def __init__(self, d_model: int, n_heads: int, out_scale: float = 1.0):
+    VE_GATE_CHANNELS = 32
+
+    def __init__(self, d_model: int, n_heads: int, out_scale: float = 1.0, *, ve_gate: bool = False):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        if ve_gate and d_model < self.VE_GATE_CHANNELS:
+            raise ValueError(f"a value-embedding gate reads {self.VE_GATE_CHANNELS} channels; d_model is {d_model}")
         self.n_heads, self.head_dim = n_heads, d_model // n_heads
         self.qkv = lecun_linear(d_model, 3 * d_model)
         self.proj = lecun_linear(d_model, d_model, out_scale)
+        self.ve_gate = nn.Linear(self.VE_GATE_CHANNELS, n_heads, bias=False) if ve_gate else None
 
-    def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor, rope: Rope, ve: torch.Tensor | None = None) -> torch.Tensor:  # noqa: D102
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3x (B, H, T, hd)
+        if ve is not None and self.ve_gate is not None:
+            gate = 2 * torch.sigmoid(self.ve_gate(x[..., : self.VE_GATE_CHANNELS]))  # (B, T, H), in (0, 2)
+            v = v + (gate.unsqueeze(-1) * ve.view(b, t, self.n_heads, self.head_dim)).transpose(1, 2)
         cos, sin = rope
         q, k = apply_rotary(q, cos[:t], sin[:t]), apply_rotary(k, cos[:t], sin[:t])
         # QK-norm: bounded attention logits without a learned temperature (nanochat).
@@ -131,6 +142,7 @@ class Block(nn.Module):
         gamma_max: upper bound of sigmoid gates; ``None`` for plain gates.
         norm_weight: learned gains in the two norms.
         act_scale: the MLP's activation scale (see `ReluSquaredMLP`).
+        ve_gate: a value-embedding gate in the attention (see `CausalSelfAttention`).
     """
 
     def __init__(
@@ -144,10 +156,11 @@ class Block(nn.Module):
         gamma_max: float | None = None,
         norm_weight: bool = False,
         act_scale: float = 1.0,
+        ve_gate: bool = False,
     ):
         super().__init__()
         self.norm_1 = RMSNorm(d_model, norm_weight)
-        self.attn = CausalSelfAttention(d_model, n_heads, out_scale)
+        self.attn = CausalSelfAttention(d_model, n_heads, out_scale, ve_gate=ve_gate)
         self.norm_2 = RMSNorm(d_model, norm_weight)
         self.mlp = ReluSquaredMLP(d_model, mlp_ratio, out_scale, act_scale)
         self.gamma_max = gamma_max
@@ -166,17 +179,17 @@ class Block(nn.Module):
             return u
         return u * (raw if self.gamma_max is None else torch.sigmoid(raw) * self.gamma_max)
 
-    def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:  # noqa: D102
-        x = x + self._gate(self.gate_attn, self.attn(self.norm_1(x), rope))
+    def forward(self, x: torch.Tensor, rope: Rope, ve: torch.Tensor | None = None) -> torch.Tensor:  # noqa: D102
+        x = x + self._gate(self.gate_attn, self.attn(self.norm_1(x), rope, ve))
         return x + self._gate(self.gate_mlp, self.mlp(self.norm_2(x)))
 
 
 class Blocks(nn.ModuleList):
-    """A stack of `Block` applied in order: ``blocks(x, rope)``."""
+    """A stack of `Block` applied in order: ``blocks(x, rope)``; ``ves`` gives block i its value embedding (or None)."""
 
-    def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:  # noqa: D102
-        for block in self:
-            x = block(x, rope)
+    def forward(self, x: torch.Tensor, rope: Rope, ves: list[torch.Tensor | None] | None = None) -> torch.Tensor:  # noqa: D102
+        for i, block in enumerate(self):
+            x = block(x, rope) if ves is None else block(x, rope, ves[i])
         return x
 
 
@@ -305,11 +318,15 @@ class LanguageModel(nn.Module):
     #: variant name -> LMConfig fields (applied over DEFAULTS); empty for single-variant families
     VARIANTS: ClassVar[dict[str, dict]] = {}
     SIZES: ClassVar[dict[str, dict]] = {}
+    #: whether ``tie_head=False`` (a separate output head) is an option of this family
+    UNTIED_HEAD: ClassVar[bool] = False
 
     def __init__(self, config: LMConfig):
         super().__init__()
         self.config = config
         c = config
+        if not c.tie_head and not self.UNTIED_HEAD:
+            raise ValueError(f"the {c.name} family always ties its head; tie_head=False is a deq option")
         self.wte = nn.Embedding(c.vocab_size, c.d_model)
         # std 1/sqrt(D): a random unit-RMS state decodes to O(1) logits, and the input side is normalised anyway.
         # (On the synthetic copy task it trained faster than GPT-2's 0.02 and than 1/D.) ``init="scaled_zero"``
@@ -324,15 +341,19 @@ class LanguageModel(nn.Module):
         raise NotImplementedError
 
     # ---- shared parts ------------------------------------------------------------------------------------
-    def make_blocks(self, n: int, *, layer_scale: float | None = None) -> Blocks:
+    def make_blocks(self, n: int, *, layer_scale: float | None = None, ve_gates: list[bool] | None = None) -> Blocks:
         """``n`` blocks of this model's widths; output projections scaled by ``1/sqrt(2·n_layers)`` (GPT-2).
 
-        ``layer_scale`` gives the blocks gates (plain, or the authors' sigmoid gates when ``gamma_max`` is set).
+        ``layer_scale`` gives the blocks gates (plain, or the authors' sigmoid gates when ``gamma_max`` is set);
+        ``ve_gates[i]`` gives block i a value-embedding gate.
         """
         c = self.config
         out_scale = 1.0 / math.sqrt(2 * max(c.n_layers, 1))
         options = {"gamma_max": c.gamma_max, "norm_weight": c.norm_weight, "act_scale": c.mlp_act_scale}
-        return Blocks([Block(c.d_model, c.n_heads, c.mlp_ratio, out_scale, layer_scale, **options) for _ in range(n)])
+        gates = ve_gates or [False] * n
+        return Blocks(
+            [Block(c.d_model, c.n_heads, c.mlp_ratio, out_scale, layer_scale, **options, ve_gate=g) for g in gates]
+        )
 
     @torch.no_grad()
     def init_weights(self, *, live_outputs: tuple[nn.Module, ...] = ()) -> None:

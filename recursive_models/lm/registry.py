@@ -9,7 +9,7 @@ Sizes are ONE dial, ``depth`` (see `size_fields`): ``d_model = 32·depth``, ``n_
 of parameters, ``n_heads = max(2, d_model // 64)``. Every family spends those ``n_layers`` blocks differently
 (its ``layer_split``: prelude / weight-tied core / coda), so that all families have the same parameter count
 to within a few percent at each size (tested to ±10% of GPT). Resolution order:
-``LMConfig`` defaults < family ``DEFAULTS`` < the variant's (``VARIANTS[variant]``, Attractor only) < size
+``LMConfig`` defaults < family ``DEFAULTS`` < the variant's (``VARIANTS[variant]``; Parcae, DEQ, Attractor) < size
 (`size_fields` then the family's ``SIZES`` preset) < overrides; the layer split is filled in last from the
 resolved ``n_layers`` (and variant) unless given explicitly.
 
@@ -126,7 +126,9 @@ class LMConfig:
         proposal_loss_weight: weight of an extra cross-entropy on the decoded proposal y0 (0 = off).
         variant: the Attractor LM's map: ``authors`` (their ``Attractor``: ``y ← FPHead(y + c) - y`` from the
             backbone output ``c``, decoded as ``ln_f(y*)``) or ``projected`` (this suite's first version: a
-            projected, normalised proposal and re-normalised iterates). Other families have one variant.
+            projected, normalised proposal and re-normalised iterates). Parcae: ``authors`` (their Parcae) or
+            ``diagonal`` (this suite's first); DEQ: ``authors`` (their EQLM's block settings) or ``nanochat``
+            (this suite's first). GPT has no variants.
         norm_weight: learned gains in every RMSNorm (block norms and the final ``ln_f``), as in the authors'
             code; ``False``: parameter-free norms (nanochat).
         embed_norm: normalise the token embedding before the first block (nanochat); the authors feed
@@ -138,6 +140,8 @@ class LMConfig:
             except in the Attractor module) or ``lecun`` (this suite's first version: LeCun normal, GPT-2
             residual scaling, embedding std ``1/sqrt(D)``).
         init_orthogonal: draw the ``scaled_zero`` matrices as scaled truncated-orthogonal ones (the authors').
+        tie_head: decode with the token embedding (every family); ``False`` gives the DEQ its own ``V×D`` head
+            (Table 3's "DEQ"; ``True`` is its "DEQ + tied unembedding"). Other families reject ``False``.
         solver: the DEQ/Attractor fixed-point solve.
     """
 
@@ -169,6 +173,7 @@ class LMConfig:
     gamma_max: float | None = None
     init: str = "lecun"
     init_orthogonal: bool = False
+    tie_head: bool = True
     solver: LMSolverConfig = field(default_factory=LMSolverConfig)
 
     def __post_init__(self) -> None:
