@@ -175,8 +175,9 @@ def test_model_hook_decides_the_roles() -> None:
     model.optimizer_groups = lambda: {**roles, "ghost.weight": "matrix"}
     with pytest.raises(ValueError, match=r"'ghost\.weight', which is not a trainable parameter"):
         parameter_roles(model)
-    parcae = build_lm("parcae", "tiny")
-    parcae.optimizer_groups = lambda: {**parameter_roles(build_lm("parcae", "tiny")), "a_log": "matrix"}
+    parcae = build_lm("parcae", "tiny", variant="diagonal")
+    diagonal_roles = parameter_roles(build_lm("parcae", "tiny", variant="diagonal"))
+    parcae.optimizer_groups = lambda: {**diagonal_roles, "a_log": "matrix"}
     with pytest.raises(ValueError, match=r"'a_log' of shape \(128,\) a 'matrix'; it must be 2-D"):
         parameter_roles(parcae)
 

@@ -317,6 +317,10 @@ class LanguageModel(nn.Module):
     DEFAULTS: ClassVar[dict] = {}
     #: variant name -> LMConfig fields (applied over DEFAULTS); empty for single-variant families
     VARIANTS: ClassVar[dict[str, dict]] = {}
+    #: parameter roles for `recursive_models.lm.optim` (see `optimizer_groups`), by name or ``name.`` prefix
+    EMBEDDINGS: ClassVar[tuple[str, ...]] = ("wte",)
+    HEAD: ClassVar[tuple[str, ...]] = ()
+    RECURRENCE: ClassVar[tuple[str, ...]] = ()
     SIZES: ClassVar[dict[str, dict]] = {}
     #: whether ``tie_head=False`` (a separate output head) is an option of this family
     UNTIED_HEAD: ClassVar[bool] = False
@@ -417,6 +421,32 @@ class LanguageModel(nn.Module):
         for k, v in stats.items():
             out[k] = v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
         return out
+
+    def optimizer_groups(self) -> dict[str, str]:
+        """Every trainable parameter's role in `recursive_models.lm.optim` (the authors' ``get_muon_param_groups``).
+
+        ``embedding``: vocabulary tables (``EMBEDDINGS``: the tied embedding, value embeddings, an untied head);
+        ``fp_matrix`` / ``fp_vector``: the fixed-point head (``HEAD``); ``vector``: 1-D parameters and a
+        recurrence's parameters (``RECURRENCE``: Parcae's A, Δ, B, C), which stay off Muon; ``matrix``: the
+        other 2-D weights (Muon).
+        """
+
+        def under(name: str, prefixes: tuple[str, ...]) -> bool:
+            return any(name == x or name.startswith(x + ".") for x in prefixes)
+
+        roles = {}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            if under(name, self.EMBEDDINGS):
+                roles[name] = "embedding"
+            elif under(name, self.HEAD):
+                roles[name] = "fp_matrix" if p.ndim >= 2 else "fp_vector"
+            elif p.ndim == 2 and not under(name, self.RECURRENCE):
+                roles[name] = "matrix"
+            else:
+                roles[name] = "vector"
+        return roles
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count (optionally without the ``V × D`` token embedding)."""

@@ -81,6 +81,7 @@ class AttractorLM(LanguageModel):
 
     DEFAULTS = {"variant": "authors", "solver": {"max_iter": 64, "min_iter": 6, "tol": 3e-4, "m": 5}}  # noqa: RUF012
     VARIANTS = {"authors": _AUTHORS, "projected": _PROJECTED}  # noqa: RUF012
+    HEAD = ("attractor", "combine")  # the Attractor module (and the concat injection): lr x fp_lr_scale, fp_wd
     # CPU preset: a smaller budget keeps the tiny model trainable on a laptop.
     SIZES = {"tiny": {"solver": {"max_iter": 24}}}  # noqa: RUF012
 
@@ -117,18 +118,6 @@ class AttractorLM(LanguageModel):
             with torch.no_grad():  # [I I]: starts as the additive injection
                 self.combine.weight.copy_(torch.cat([torch.eye(d), torch.eye(d)], dim=1))
         self.init_weights(live_outputs=(self.attractor,))
-
-    def optimizer_groups(self) -> dict[str, str]:
-        """Parameter roles (`recursive_models.lm.optim`): the Attractor module and the concat injection are the head."""
-        roles = {}
-        for name, p in self.named_parameters():
-            if name.startswith("wte."):
-                roles[name] = "embedding"
-            elif name.startswith(("attractor.", "combine.")):
-                roles[name] = "fp_matrix" if p.ndim >= 2 else "fp_vector"
-            else:
-                roles[name] = "matrix" if p.ndim == 2 else "vector"
-        return roles
 
     def proposal(self, idx: torch.Tensor) -> torch.Tensor:
         """The backbone's proposal ``(B, T, D)``: ``c`` (``authors``) or the unit-RMS ``y0`` (``projected``)."""

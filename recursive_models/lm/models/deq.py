@@ -75,6 +75,7 @@ class DEQ(LanguageModel):
         "solver": {"backward": "phantom", "phantom_steps": 2, "phantom_tau": 0.5},
     }
     VARIANTS = {"authors": _AUTHORS, "nanochat": _NANOCHAT}  # noqa: RUF012
+    EMBEDDINGS = ("wte", "head")  # an untied head is a vocabulary table (AdamW), as their lm_head
     # CPU preset: a smaller budget keeps the tiny model trainable on a laptop.
     SIZES = {"tiny": {"solver": {"max_iter": 24, "min_iter": 2}}}  # noqa: RUF012
     UNTIED_HEAD = True

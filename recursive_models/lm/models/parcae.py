@@ -139,6 +139,10 @@ class Parcae(LanguageModel):
 
     DEFAULTS = {"variant": "authors"}  # noqa: RUF012
     VARIANTS = {"authors": _AUTHORS, "diagonal": _DIAGONAL}  # noqa: RUF012
+    # Optimiser roles as the authors' get_muon_param_groups: the value-embedding tables with the embedding,
+    # the recurrence (A, Δ, B, C; the diagonal variant's A, Δ, B) on AdamW without weight decay, never Muon.
+    EMBEDDINGS = ("wte", "value_embeds")
+    RECURRENCE = ("A_log", "dt_bias", "B", "C", "a_log", "dt", "inject")
 
     @staticmethod
     def layer_split(n_layers: int, variant: str | None = None) -> dict[str, int]:
