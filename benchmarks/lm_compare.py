@@ -113,13 +113,14 @@ def run_one(label: str, seed: int, args: argparse.Namespace) -> dict:
         over.append(f"trainer.eval_batches={args.eval_batches}")
     with initialize_config_module("recursive_models.lm.conf", version_base="1.3"):
         cfg = compose("config", overrides=over)
+    commit = git_commit()  # the code the run trains with
     t0 = time.time()
     res = train(cfg)
     minutes = (time.time() - t0) / 60
     rows = [json.loads(ln) for ln in Path(out_dir, "metrics.jsonl").read_text().splitlines()]
     t = cfg.trainer
     entry = {
-        "family": family, "label": label, "seed": seed, "overrides": over, "commit": git_commit(),
+        "family": family, "label": label, "seed": seed, "overrides": over, "commit": commit,
         "parameters": res["parameters"], "val_ppl": res["val/ppl"], "val_loss": res["val/loss"],
         "val_tokens": res["val/tokens"], "train_minutes": minutes, "tokens_seen": t.steps * t.batch_size * t.seq_len,
         "curve": [(r["step"], r["train/loss"]) for r in rows if "train/loss" in r],
