@@ -8,7 +8,8 @@ For each depth ``d`` in ``--depths``, one training step (forward + backward) of 
 
 * ``parcae-unrolled``: ``d`` recurrent steps, backprop through all of them (``bptt_steps = d``);
 * ``parcae-bptt4``: ``d`` steps, backprop through the last 4 (Parcae's training recipe);
-* ``attractor``: exactly ``d`` Anderson iterations (``min_iter = max_iter = d``, ``tol = 0``), one-step backward;
+* ``attractor``: exactly ``d`` Anderson iterations (``min_iter = max_iter = d``, ``tol = 0``), the default
+  backward (the authors' Neumann-1 correction ``u = v + Jᵀv``);
 * ``attractor-phantom``: the same with the phantom backward (k = 2).
 
 Memory is the bytes autograd saves for backward (distinct storages, `equilibrium.profiling.SavedTensorBytes`) and,
