@@ -135,7 +135,11 @@ def markdown(summary: dict, meta: dict) -> str:
             s = v[key]
 
             def f(ms: dict, d: int = 1, scale: float = 1.0) -> str:
-                return f"{scale * ms['mean']:.{d}f} ± {scale * ms['std']:.{d}f}" if ms["n"] else ""
+                if not ms["n"]:
+                    return ""
+                if ms["n"] == 1:
+                    return f"{scale * ms['mean']:.{d}f}"
+                return f"{scale * ms['mean']:.{d}f} ± {scale * ms['std']:.{d}f}"
 
             lines.append(f"| {group} | {label} | {len(s['seeds'])} | {f(s['val_ppl'])} | {f(s['t0_ppl'])} "
                          f"| {f(s['solver_nstep'])} | {f(s['converged_positions'], 0, 100)}% | "
