@@ -45,6 +45,11 @@ AUTHORS_BLOCKS = {
     "norm_weight": True, "embed_norm": False, "mlp_act_scale": 0.5, "rope_base": 50000.0, "logit_softcap": None,
     "init": "scaled_zero", "init_orthogonal": True,
 }  # fmt: skip
+#: nanochat's block settings, those of this suite's first versions (``variant=projected|diagonal|nanochat``)
+NANOCHAT_BLOCKS = {
+    "norm_weight": False, "embed_norm": True, "mlp_act_scale": 1.0, "rope_base": 10000.0, "logit_softcap": 15.0,
+    "init": "lecun", "init_orthogonal": False,
+}  # fmt: skip
 
 
 def lecun_linear(fan_in: int, fan_out: int, std_scale: float = 1.0) -> nn.Linear:

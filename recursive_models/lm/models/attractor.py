@@ -53,7 +53,14 @@ import torch
 
 from equilibrium import SolverStats, attach_backward
 from recursive_models.lm.authors import authors_solve
-from recursive_models.lm.layers import AUTHORS_BLOCKS, LanguageModel, lecun_linear, rms_norm, solve_sequence
+from recursive_models.lm.layers import (
+    AUTHORS_BLOCKS,
+    NANOCHAT_BLOCKS,
+    LanguageModel,
+    lecun_linear,
+    rms_norm,
+    solve_sequence,
+)
 from recursive_models.lm.registry import LMConfig, register_lm_model
 
 logger = logging.getLogger(__name__)
@@ -63,8 +70,7 @@ SOLVER_INITS = ("proposal", "zero", "gaussian")
 
 
 _PROJECTED = {
-    "norm_weight": False, "embed_norm": True, "mlp_act_scale": 1.0, "rope_base": 10000.0, "logit_softcap": 15.0,
-    "init": "lecun", "init_orthogonal": False, "layer_scale_init": 0.1, "gamma_max": None,
+    **NANOCHAT_BLOCKS, "layer_scale_init": 0.1, "gamma_max": None,
     "solver": {"method": "anderson", "backward": "onestep", "mixing": "token"},
 }  # fmt: skip
 _AUTHORS = {

@@ -51,18 +51,20 @@ import math
 import torch
 from torch import nn
 
-from recursive_models.lm.layers import LanguageModel, _trunc_normal_3, lecun_linear, rms_norm, solve_sequence
+from recursive_models.lm.layers import (
+    AUTHORS_BLOCKS,
+    NANOCHAT_BLOCKS,
+    LanguageModel,
+    _trunc_normal_3,
+    lecun_linear,
+    rms_norm,
+    solve_sequence,
+)
 from recursive_models.lm.registry import LMConfig, register_lm_model
 
-_NANOCHAT = {
-    "norm_weight": False, "embed_norm": True, "mlp_act_scale": 1.0, "rope_base": 10000.0, "logit_softcap": 15.0,
-    "init": "lecun", "init_orthogonal": False,
-}  # fmt: skip
-_AUTHORS = {
-    # eqlm-small-140m.py's blocks and init (see the module docstring)
-    "norm_weight": True, "embed_norm": False, "mlp_act_scale": 0.5, "rope_base": 50000.0, "logit_softcap": None,
-    "init": "scaled_zero", "init_orthogonal": True,
-}  # fmt: skip
+_NANOCHAT = dict(NANOCHAT_BLOCKS)
+# eqlm-small-140m.py's blocks and init (see the module docstring)
+_AUTHORS = dict(AUTHORS_BLOCKS)
 
 
 @register_lm_model("deq")

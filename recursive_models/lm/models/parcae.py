@@ -82,6 +82,8 @@ import torch
 from torch import nn
 
 from recursive_models.lm.layers import (
+    AUTHORS_BLOCKS,
+    NANOCHAT_BLOCKS,
     LanguageModel,
     RMSNorm,
     _trunc_normal_3,
@@ -96,15 +98,9 @@ _MIN_DECAY = 1e-4
 #: their initial carry exp(-Δ·A) with A = 1 (``parcae/init.py``'s default ``ssm_decay``)
 AUTHORS_DECAY = math.sqrt(1.0 / 5.0)
 
-_DIAGONAL = {
-    "norm_weight": False, "embed_norm": True, "mlp_act_scale": 1.0, "rope_base": 10000.0, "logit_softcap": 15.0,
-    "init": "lecun", "init_orthogonal": False,
-}  # fmt: skip
-_AUTHORS = {
-    # parcae-small-140m.py: blocks and init; the depth schedule of Table 10 (their poisson-truncated-full)
-    "norm_weight": True, "embed_norm": False, "mlp_act_scale": 0.5, "rope_base": 50000.0, "logit_softcap": None,
-    "init": "scaled_zero", "init_orthogonal": True,
-}  # fmt: skip
+_DIAGONAL = dict(NANOCHAT_BLOCKS)
+# parcae-small-140m.py: blocks and init; the depth schedule of Table 10 (their poisson-truncated-full)
+_AUTHORS = dict(AUTHORS_BLOCKS)
 
 
 def value_embed_blocks(n_prelude: int, n_core: int, n_coda: int, mean_recurrence: int, bptt_steps: int) -> dict:
