@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_module
+from seeded_study import load_runs, mean_std, open_study, read_study, run_seeded
 
 from equilibrium.profiling import SavedTensorBytes
 from recursive_models.checkpoint import git_commit
@@ -100,22 +99,14 @@ def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict:
     }  # fmt: skip
 
 
-def _ms(values: list[float]) -> dict:
-    values = [v for v in values if v is not None]
-    if not values:
-        return {"mean": float("nan"), "std": 0.0, "n": 0}
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}  # fmt: skip
-
-
 def summarize(folder: Path) -> dict:
-    entries = [json.loads(p.read_text()) for p in sorted((folder / "runs").glob("*.json"))]
+    entries = load_runs(folder)
     by: dict[str, list[dict]] = {}
     for e in entries:
         by.setdefault(e["variant"], []).append(e)
     variants = {
         v: {"seeds": sorted(e["seed"] for e in es), "commits": sorted({e["commit"] for e in es}),
-            **{k: _ms([e[k] for e in es]) for k in ("val_ppl", "t0_ppl", "solver_nstep", "converged_positions",
+            **{k: mean_std([e[k] for e in es]) for k in ("val_ppl", "t0_ppl", "solver_nstep", "converged_positions",
                                                       "saved_mib", "step_s_median")}}
         for v, es in by.items()
     }  # fmt: skip
@@ -124,7 +115,7 @@ def summarize(folder: Path) -> dict:
 
 def markdown(summary: dict, meta: dict) -> str:
     lines = [f"# Attractor LM ablations ({meta.get('size')}, {meta.get('device')}, {meta.get('machine')})", "",
-             f"Command: `{meta.get('command')}`. Mean ± std over seeds.", "",
+             "Commands: " + "; ".join(f"`{c}`" for c in meta.get("commands", [])) + ". Mean ± std over seeds.", "",
              "| group | variant | seeds | val. perplexity | T=0 perplexity | iterations | positions converged "
              "| saved for backward | step time |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     v = summary["variants"]
@@ -182,26 +173,13 @@ def main() -> None:
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
     out = Path(args.summarize or args.out or "runs/lm_ablations_results")
-    meta_path = out / "study.json"
     if not args.summarize:
         register_lm_configs()
-        (out / "runs").mkdir(parents=True, exist_ok=True)
-        meta = {"command": " ".join(["benchmarks/lm_ablations.py", *sys.argv[1:]]), "size": args.size,
-                "device": args.device, "machine": platform.processor() or platform.machine()}  # fmt: skip
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+        open_study(out, "benchmarks/lm_ablations.py", sys.argv[1:], size=args.size, device=args.device,
+                   steps=args.steps)  # fmt: skip
         wanted = list(dict.fromkeys(k for g in args.only for k in GROUPS[g].values()))
-        for seed in args.seeds:
-            for variant in wanted:
-                path = out / "runs" / f"{variant}-s{seed}.json"
-                if path.exists():
-                    print(f"skip {path} (done)", file=sys.stderr)
-                    continue
-                entry = run_one(variant, seed, args)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(entry, indent=2) + "\n")
-                tmp.replace(path)
-                print(json.dumps(entry), flush=True)
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        run_seeded(out, args.seeds, wanted, lambda variant, seed: run_one(variant, seed, args))
+    meta = read_study(out)
     summary = summarize(out)
     summary["study"] = meta
     Path(f"{out}.json").write_text(json.dumps(summary, indent=2) + "\n")

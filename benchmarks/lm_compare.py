@@ -33,14 +33,13 @@ import argparse
 import copy
 import itertools
 import json
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_module
+from seeded_study import load_runs, mean_std, open_study, read_study, run_seeded
 from torch.utils.flop_counter import FlopCounterMode
 
 from recursive_models.checkpoint import git_commit
@@ -146,14 +145,9 @@ def run_one(label: str, seed: int, args: argparse.Namespace) -> dict:
 
 
 # ---- summary ---------------------------------------------------------------------------------------------------
-def _ms(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}  # fmt: skip
-
-
 def summarize(folder: Path) -> dict:
     """Mean ± std per family over the finished runs in ``folder/runs``."""
-    entries = [json.loads(p.read_text()) for p in sorted((folder / "runs").glob("*.json"))]
+    entries = load_runs(folder)
     by: dict[str, list[dict]] = {}
     for e in entries:
         by.setdefault(e["label"], []).append(e)
@@ -166,21 +160,21 @@ def summarize(folder: Path) -> dict:
             "parameters": es[0]["parameters"],
             "non_embedding_parameters": es[0]["non_embedding_parameters"],
             "tokens_seen": es[0]["tokens_seen"],
-            "val_ppl": _ms([e["val_ppl"] for e in es]),
-            "train_minutes": _ms([e["train_minutes"] for e in es]),
-            "flops": _ms([e["flops"]["total"] for e in es]),
+            "val_ppl": mean_std([e["val_ppl"] for e in es]),
+            "train_minutes": mean_std([e["train_minutes"] for e in es]),
+            "flops": mean_std([e["flops"]["total"] for e in es]),
         }
         if es[0].get("solver_curve"):
-            s["iters_start"] = _ms([e["solver_curve"][0][1] for e in es])
-            s["iters_end"] = _ms([e["solver_curve"][-1][1] for e in es])
+            s["iters_start"] = mean_std([e["solver_curve"][0][1] for e in es])
+            s["iters_end"] = mean_std([e["solver_curve"][-1][1] for e in es])
         if "iters_sweep" in es[0]:
             keys = list(es[0]["iters_sweep"])
-            s["iters_sweep"] = {k: _ms([e["iters_sweep"][k]["ppl"] for e in es]) for k in keys}
+            s["iters_sweep"] = {k: mean_std([e["iters_sweep"][k]["ppl"] for e in es]) for k in keys}
             d = [e["iters_sweep"]["default"] for e in es]
             for stat in ("solver/nstep", "solver/converged_positions", "solver/residual"):
                 if stat in d[0]:
-                    s[f"default_{stat.split('/')[1]}"] = _ms([x[stat] for x in d])
-            s["t0_over_default"] = _ms([e["iters_sweep"]["0"]["ppl"] / e["iters_sweep"]["default"]["ppl"] - 1
+                    s[f"default_{stat.split('/')[1]}"] = mean_std([x[stat] for x in d])
+            s["t0_over_default"] = mean_std([e["iters_sweep"]["0"]["ppl"] / e["iters_sweep"]["default"]["ppl"] - 1
                                         for e in es if "0" in e["iters_sweep"]])  # fmt: skip
         fams[label] = s
     summary = {"families": fams, "n_runs": len(entries)}
@@ -200,7 +194,7 @@ def markdown(summary: dict, meta: dict) -> str:
     fams = summary["families"]
     commits = sorted({c for s in fams.values() for c in s["commits"]})
     lines = [f"# LM experiments 1, 2, 4 ({meta.get('size')}, {meta.get('device')}, {meta.get('machine')})", "",
-             f"Command: `{meta.get('command')}`; commits: {commits}.",
+             "Commands: " + "; ".join(f"`{c}`" for c in meta.get("commands", [])) + f". Commits: {commits}.",
              "Mean ± std over seeds (n in the seeds column).", "",
              "| family | seeds | parameters (non-emb.) | val. perplexity | T=0 / default − 1 "
              "| solver iters (Parcae: depth) start → end | positions converged (default T) | training FLOPs |",
@@ -237,7 +231,7 @@ def plot(folder: Path, summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    entries = [json.loads(p.read_text()) for p in sorted((folder / "runs").glob("*.json"))]
+    entries = load_runs(folder)
     fams = summary["families"]
     fig, axes = plt.subplots(1, 4, figsize=(21, 4.4))
     for e in entries:
@@ -289,27 +283,21 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="hydra overrides for every run, e.g. trainer.threads=1")
     args = p.parse_args()
     out = Path(args.summarize or args.out or "runs/lm_compare_results")
-    meta_path = out / "study.json"
     if not args.summarize:
         register_lm_configs()
-        (out / "runs").mkdir(parents=True, exist_ok=True)
-        meta = {"command": " ".join(["benchmarks/lm_compare.py", *sys.argv[1:]]), "size": args.size,
-                "device": args.device, "machine": platform.processor() or platform.machine(),
-                "torch": torch.__version__}  # fmt: skip
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-        for seed in args.seeds:  # seed-major: an interrupted study has every family at the first seeds
-            for label in args.families:
-                path = out / "runs" / f"{label}-s{seed}.json"
-                if path.exists():
-                    print(f"skip {path} (done)", file=sys.stderr)
-                    continue
-                entry = run_one(label, seed, args)
-                entry["machine"], entry["threads"] = meta["machine"], torch.get_num_threads()
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(entry, indent=2) + "\n")
-                tmp.replace(path)  # atomic: a killed run leaves no half-written entry
-                print(json.dumps({k: v for k, v in entry.items() if k not in ("curve", "solver_curve")}), flush=True)
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        study = open_study(out, "benchmarks/lm_compare.py", sys.argv[1:], size=args.size, device=args.device,
+                           steps=args.steps)  # fmt: skip
+
+        def one(label: str, seed: int) -> dict:
+            entry = run_one(label, seed, args)
+            entry["machine"], entry["threads"] = study["machine"], torch.get_num_threads()
+            entry["torch"] = torch.__version__
+            return entry
+
+        # seed-major: an interrupted study has every family at the first seeds
+        run_seeded(out, args.seeds, args.families, one,
+                   brief=lambda e: {k: v for k, v in e.items() if k not in ("curve", "solver_curve")})  # fmt: skip
+    meta = read_study(out)
     summary = summarize(out)
     summary["study"] = meta
     Path(f"{out}.json").write_text(json.dumps(summary, indent=2) + "\n")

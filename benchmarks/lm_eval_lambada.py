@@ -67,6 +67,17 @@ def summarize(runs: dict[str, dict]) -> dict[str, dict]:
             for k, v in sorted(groups.items())}  # fmt: skip
 
 
+def _label_path(arg: str) -> tuple[str, str | None]:
+    """``"deq-tied=runs/x"`` -> ``("runs/x", "deq-tied")``; ``"runs/x"`` -> ``("runs/x", None)``.
+
+    An argument that exists as a path is a path, ``=`` and all (hydra's multirun folders are named ``k=v``).
+    """
+    label, sep, path = arg.partition("=")
+    if not sep or Path(arg).exists() or not label or "/" in label:
+        return arg, None
+    return path, label
+
+
 def _write(path: Path, obj: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
@@ -75,7 +86,7 @@ def _write(path: Path, obj: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoints", nargs="+", default=[], help="run dirs or checkpoint folders")
+    p.add_argument("--checkpoints", nargs="+", default=[], help="run dirs or checkpoint folders, or LABEL=PATH")
     p.add_argument("--from-compare", type=Path, help="take the checkpoints of a benchmarks/lm_compare.py study (OUT)")
     p.add_argument("--task-dir", type=Path, required=True, help="folder of the task YAML (lambada_task --out)")
     p.add_argument("--corpus", type=Path, help="prepared corpus folder to build the task from if it is missing")
@@ -89,8 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="redo (checkpoint, T) pairs already in --out")
     args = p.parse_args(argv)
     iters = parse_iters(args.iters)
-    labels = checkpoints_from_compare(args.from_compare) if args.from_compare else {}
-    ckpts = list(args.checkpoints) + list(labels)
+    study = checkpoints_from_compare(args.from_compare) if args.from_compare else {}
+    given = dict(_label_path(c) for c in args.checkpoints)  # path -> label (None: the model's family)
+    labels = {**study, **{k: v for k, v in given.items() if v}}  # a label given here wins over the study's
+    ckpts = list(given) + [c for c in study if c not in given]
     if not ckpts:
         raise SystemExit("error: give --checkpoints or --from-compare")
     if args.threads:
@@ -123,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         "commit": git_commit(), "limit": args.limit, "reportable": args.limit is None,
     })  # fmt: skip
     for ck in ckpts:
+        if ck not in given and not Path(ck).exists():
+            # a study's run whose checkpoint is not on this machine (another machine, cleaned up): what it
+            # scored stays in --out; the others go on
+            print(f"skip {ck}: checkpoint not found here", file=sys.stderr)
+            continue
         folder = find_checkpoint(ck)
         family = read_meta(folder)["model"]["name"]
         for t in iters if family != "gpt" else [None]:
@@ -146,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 "acc": res["acc,none"], "acc_stderr": res.get("acc_stderr,none"),
                 "perplexity": res["perplexity,none"], "perplexity_stderr": res.get("perplexity_stderr,none"),
                 "examples": out["n-samples"][lambada_task.TASK_NAME]["effective"],
-                "seconds": round(time.time() - t0, 2),
+                "seconds": round(time.time() - t0, 2), "commit": results["commit"],
             }  # fmt: skip
             results["runs"][key] = entry
             results["summary"] = summarize(results["runs"])

@@ -366,5 +366,15 @@ def test_benchmark_script_resumes(corpus: Path, checkpoints, tmp_path: Path, mon
     second = json.loads(out.read_text())
     assert set(second["runs"]) - set(first["runs"]) == {f"{checkpoints['attractor']}|T=2"}
     assert all(second["runs"][k] == v for k, v in first["runs"].items())
+    assert all(r["commit"] == bench.git_commit() for r in second["runs"].values())  # each result names its code
     with pytest.raises(SystemExit, match="--iters takes"):
         bench.main([*argv[:-2], "-1"])
+    # LABEL=PATH names a run (two runs of one family); a study's checkpoint that is gone is skipped, not fatal
+    study = tmp_path / "study"
+    (study / "runs").mkdir(parents=True)
+    (study / "runs" / "gone-s0.json").write_text(json.dumps({"checkpoint": str(tmp_path / "gone"), "label": "gone"}))
+    third = tmp_path / "r3.json"
+    assert bench.main(["--checkpoints", f"mine={checkpoints['gpt']}", "--from-compare", str(study), *argv[3:7],
+                       "--out", str(third), "--limit", "3", "--bootstrap-iters", "0"]) == 0  # fmt: skip
+    (run,) = json.loads(third.read_text())["runs"].values()
+    assert run["label"] == "mine" and run["family"] == "gpt"
