@@ -945,6 +945,8 @@ def run_suite(args: argparse.Namespace) -> int:
             logf.write("---- dataset build ----\n" + build_log.read_text()[-4000:] + "\n")
         logf.close()
         shutil.rmtree(tmp, ignore_errors=True)
+    for leftover in out.glob("*.json.tmp"):  # a part killed mid-write: its last complete JSON is in place
+        leftover.unlink()
     total = time.time() - t_start
     write_summary(out / "summary.md", rows, args, commit, total)
     print(f"total {total:.1f} s; summary: {out / 'summary.md'}", flush=True)
