@@ -41,6 +41,7 @@ def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.e2e
 def test_dry_run_writes_every_part_and_the_summary(tmp_path: Path) -> None:
     out = tmp_path / "gpu"
     p = _run("--dry-run", "--device", "cpu", "--threads", "1", "--out", str(out))
