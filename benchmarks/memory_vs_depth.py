@@ -69,6 +69,36 @@ def training_step(mode: str, depth: int, make_f, x: torch.Tensor, params, autoca
         p.grad = None
 
 
+def measure_row(mode: str, depth: int, make_f, x: torch.Tensor, params, autocast, device: torch.device) -> dict:
+    """Saved-for-backward and peak bytes of one training step (``mode``, ``depth``), also as fp32 state copies."""
+    state_bytes = x.numel() * 4
+    with SavedTensorBytes() as saved:
+        training_step(mode, depth, make_f, x, params, autocast)
+    peak, _ = peak_allocated_bytes(lambda: training_step(mode, depth, make_f, x, params, autocast), device)
+    return {
+        "mode": mode,
+        "max_iter": depth,
+        "saved_bytes": saved.bytes,
+        "saved_state_copies": saved.bytes / state_bytes,
+        "peak_bytes": peak,
+        "peak_state_copies": peak / state_bytes,
+    }
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per mode: is the saved memory constant over depth, and its / the peak's growth from the first to the last."""
+    summary = {}
+    for m in dict.fromkeys(r["mode"] for r in rows):
+        rs = [r for r in rows if r["mode"] == m]
+        first, last = rs[0], rs[-1]
+        summary[m] = {
+            "saved_bytes_constant": len({r["saved_bytes"] for r in rs}) == 1,
+            "saved_growth_64_over_2": last["saved_bytes"] / first["saved_bytes"],
+            "peak_growth_64_over_2": last["peak_bytes"] / max(first["peak_bytes"], 1),
+        }
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -92,36 +122,17 @@ def main() -> None:
     rows = []
     for mode in MODES:
         for depth in DEPTHS:
-            with SavedTensorBytes() as saved:
-                training_step(mode, depth, make_f, x, params, autocast)
-            peak, _ = peak_allocated_bytes(
-                lambda m=mode, d=depth: training_step(m, d, make_f, x, params, autocast), device
-            )
-            rows.append(
-                {
-                    "mode": mode,
-                    "max_iter": depth,
-                    "saved_bytes": saved.bytes,
-                    "saved_state_copies": saved.bytes / state_bytes,
-                    "peak_bytes": peak,
-                    "peak_state_copies": peak / state_bytes,
-                }
-            )
+            row = measure_row(mode, depth, make_f, x, params, autocast, device)
+            rows.append(row)
             print(
-                f"{mode:8s} max_iter={depth:3d} saved={saved.bytes / 2**20:8.2f} MiB peak={peak / 2**20:8.2f} MiB",
+                f"{mode:8s} max_iter={depth:3d} saved={row['saved_bytes'] / 2**20:8.2f} MiB "
+                f"peak={row['peak_bytes'] / 2**20:8.2f} MiB",
                 file=sys.stderr,
                 flush=True,
             )
 
     by_mode = {m: [r for r in rows if r["mode"] == m] for m in MODES}
-    summary = {}
-    for m, rs in by_mode.items():
-        first, last = rs[0], rs[-1]
-        summary[m] = {
-            "saved_bytes_constant": len({r["saved_bytes"] for r in rs}) == 1,
-            "saved_growth_64_over_2": last["saved_bytes"] / first["saved_bytes"],
-            "peak_growth_64_over_2": last["peak_bytes"] / max(first["peak_bytes"], 1),
-        }
+    summary = summarize(rows)
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent

@@ -200,6 +200,19 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float, budget_spent
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def compile_blocks(model: torch.nn.Module, **compile_kwargs: Any) -> int:
+    """``torch.compile`` every `ReasoningModule` of ``model`` in place; returns how many were compiled.
+
+    Only the block stacks are compiled: the ACT/solver control flow stays eager (its data-dependent stopping would
+    break the graph anyway) and the state-dict keys stay plain (no ``_orig_mod.`` prefixes). ``compile_kwargs`` go
+    to `torch.compile` (e.g. ``backend="eager"`` for a cheap check of the capture on CPU).
+    """
+    blocks = [m for m in model.modules() if isinstance(m, ReasoningModule)]
+    for m in blocks:
+        m.compile(**compile_kwargs)
+    return len(blocks)
+
+
 def make_optimizer(model: RecursiveModel, t: Any) -> torch.optim.Optimizer:
     """AdamW with the puzzle-identifier embedding in its own group (its own lr and weight decay)."""
     emb = model.encoder.puzzle_emb
@@ -380,10 +393,7 @@ def train(cfg: DictConfig | Any, callback: Callable[[int], None] | None = None) 
     opt = make_optimizer(model, t)
     ema = EMA(model, t.ema_rate) if t.ema else None
     if t.compile:
-        # Compile the blocks in place: the ACT/solver control flow stays eager and the state-dict keys stay plain.
-        for m in model.modules():
-            if isinstance(m, ReasoningModule):
-                m.compile()
+        compile_blocks(model)
     ddp_model: torch.nn.Module = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(

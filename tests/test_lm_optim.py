@@ -271,3 +271,33 @@ def test_float32_muon_is_torch_muon_up_to_the_iteration_dtype() -> None:
         moved = (a.detach() - x).abs().max()
         assert float((a - b).abs().max()) < 0.05 * float(moved)  # bf16 vs fp32 orthogonalisation, same update
         assert float((b - x).abs().max()) > 0  # it moved
+
+
+def test_muon_fallback_without_torch_muon(monkeypatch) -> None:
+    """On a torch without ``torch.optim.Muon`` (before 2.9) `Float32Muon` on its stand-in base is the same optimiser."""
+    from recursive_models.lm import optim
+    from recursive_models.lm.registry import build_lm
+
+    standalone = type("StandaloneMuon", (optim._MuonParams,), {"step": optim.Float32Muon.step})
+    torch.manual_seed(0)
+    w = [torch.randn(48, 16), torch.randn(16, 64)]
+    grads = [[torch.randn_like(x) for x in w] for _ in range(3)]
+    params = {name: [x.clone().requires_grad_() for x in w] for name in ("torch_base", "standalone")}
+    kw = {"lr": 0.02, "weight_decay": 0.1, "adjust_lr_fn": "original"}
+    opts = {
+        "torch_base": optim.Float32Muon(params["torch_base"], **kw),
+        "standalone": standalone(params["standalone"], **kw),
+    }
+    assert opts["standalone"].defaults == opts["torch_base"].defaults  # the same hyperparameters and defaults
+    for g in grads:
+        for name, opt in opts.items():
+            for p, gi in zip(params[name], g, strict=True):
+                p.grad = gi.clone()
+            opt.step()
+    for a, b in zip(params["torch_base"], params["standalone"], strict=True):
+        assert torch.equal(a, b)
+    # build_optimizer picks the stand-in where torch has no Muon, even where it would use torch's bf16 one
+    monkeypatch.setattr(optim, "_TorchMuon", None)
+    model = build_lm("gpt", "tiny", vocab_size=64, seq_len=16)
+    opt = build_optimizer(model, replace(LMTrainerSection(), muon_ns_dtype="bfloat16"))
+    assert any(isinstance(o, optim.Float32Muon) for o in opt.optimizers)

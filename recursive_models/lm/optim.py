@@ -243,7 +243,26 @@ class MultiOptimizer:
             o.load_state_dict(s)
 
 
-class Float32Muon(torch.optim.Muon):
+#: torch's Muon (``torch.optim.Muon``, in torch since 2.9); ``None`` on an older build, where `Float32Muon` stands in
+_TorchMuon = getattr(torch.optim, "Muon", None)
+
+
+class _MuonParams(torch.optim.Optimizer):
+    """torch's Muon hyperparameters and defaults, without its update: the base of `Float32Muon` where torch has none.
+
+    `Float32Muon.step` reads only these group keys, so on such a build it is the whole optimiser.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
+                 nesterov: bool = True, ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
+                 eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn: str | None = None):  # fmt: skip
+        defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
+                    "ns_coefficients": ns_coefficients, "eps": eps, "ns_steps": ns_steps,
+                    "adjust_lr_fn": adjust_lr_fn}  # fmt: skip
+        super().__init__(params, defaults)
+
+
+class Float32Muon(_TorchMuon or _MuonParams):
     """`torch.optim.Muon` whose Newton-Schulz orthogonalisation runs in float32 (the CPU path).
 
     torch's Muon always orthogonalises in bfloat16, which is what GPUs are fast at; on a CPU without bf16 matrix
@@ -302,7 +321,7 @@ def build_optimizer(model: torch.nn.Module, t: Any) -> MultiOptimizer:
     if muon:
         on_cpu = all(p.device.type == "cpu" for g in muon for p in g["params"])
         fp32 = t.muon_ns_dtype == "float32" or (t.muon_ns_dtype == "auto" and on_cpu)
-        cls = Float32Muon if fp32 else torch.optim.Muon
+        cls = Float32Muon if fp32 or _TorchMuon is None else _TorchMuon  # the same update either way
         opts.append(cls(muon, lr=t.muon_lr, momentum=t.muon_momentum, nesterov=True, ns_steps=t.muon_ns_steps,
                         adjust_lr_fn="original"))  # fmt: skip
     if adamw:
