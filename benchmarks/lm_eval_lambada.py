@@ -84,6 +84,24 @@ def _write(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+def _record(path: Path, results: dict, key: str, entry: dict) -> dict:
+    """Add one finished (checkpoint, T) to ``path`` and return the file's results.
+
+    Under an exclusive lock, the file is re-read and this entry merged into what is there, so several processes
+    (one per core) can score into one ``--out`` without losing each other's results.
+    """
+    import fcntl
+
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current = json.loads(path.read_text()) if path.is_file() else {}
+        merged = {**current, **{k: v for k, v in results.items() if k != "runs"}}
+        merged["runs"] = {**current.get("runs", {}), **results["runs"], key: entry}
+        merged["summary"] = summarize(merged["runs"])
+        _write(path, merged)
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoints", nargs="+", default=[], help="run dirs or checkpoint folders, or LABEL=PATH")
@@ -166,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 "examples": out["n-samples"][lambada_task.TASK_NAME]["effective"],
                 "seconds": round(time.time() - t0, 2), "commit": results["commit"],
             }  # fmt: skip
-            results["runs"][key] = entry
-            results["summary"] = summarize(results["runs"])
-            _write(args.out, results)
+            results = _record(args.out, results, key, entry)
             print(json.dumps(entry), flush=True)
     return 0
 

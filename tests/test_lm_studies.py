@@ -19,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import lm_eval_lambada  # noqa: E402
 import seeded_study  # noqa: E402
 
 WORDS = "the king queen lord crown night sword love death friend speak thou thee art hath doth fair".split()
@@ -111,3 +112,20 @@ def test_lm_ablations_study(corpus: Path, tmp_path: Path) -> None:
         assert v["val_ppl"]["n"] == 1 and v["val_ppl"]["mean"] > 1 and v["saved_mib"]["mean"] > 0
     md = Path(f"{out}.md").read_text()
     assert "| init | zero | 1 |" in md and "lm_ablations.py --only init" in md
+
+
+def test_lambada_results_from_two_processes_merge(tmp_path: Path) -> None:
+    """Two scorers sharing one ``--out`` (one per core) keep each other's results.
+
+    The file is re-read and merged under a lock at every write.
+    """
+    out = tmp_path / "r.json"
+    a = {"runs": {}, "commit": "a"}  # what each process read at its start: nothing yet
+    b = {"runs": {}, "commit": "b"}
+    entry = {"family": "gpt", "label": None, "iters": None, "acc": 0.5}
+    a = lm_eval_lambada._record(out, a, "x|T=default", entry)
+    b = lm_eval_lambada._record(out, b, "y|T=default", {**entry, "acc": 0.25})
+    a = lm_eval_lambada._record(out, a, "z|T=default", {**entry, "acc": 0.0})
+    final = json.loads(out.read_text())
+    assert sorted(final["runs"]) == ["x|T=default", "y|T=default", "z|T=default"]
+    assert final["summary"]["gpt|T=default"]["n"] == 3 and final["summary"]["gpt|T=default"]["mean"] == 0.25
