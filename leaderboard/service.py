@@ -223,6 +223,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        await run_in_threadpool(_warm_up)
         board = Board(settings.db)
         spool = jobs.spool_dir(board, settings.spool)
         (spool / INCOMING).mkdir(parents=True, exist_ok=True)
@@ -309,8 +310,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(403, str(e)) from None
         except jobs.RateLimited as e:
             raise HTTPException(429, str(e), headers={"Retry-After": "60"}) from None
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        finally:  # (in a thread: removing folders takes milliseconds on some filesystems, off the event loop)
+            await run_in_threadpool(shutil.rmtree, folder, ignore_errors=True)
         return status
 
     @app.get("/api/submissions/{submission_id}", response_model=SubmissionStatus, responses=_errors())
@@ -485,6 +486,22 @@ def _status(board: Board, upload_id: int) -> SubmissionStatus | None:
         if row is not None:
             score = _score_row({**row, "kind": row["kind"], "reportable": row["reportable"]})
     return SubmissionStatus(**s, score=score)
+
+
+def _warm_up() -> None:
+    """Check one tiny architecture at startup.
+
+    The first model built on the ``meta`` device imports torch's reference kernels (~1.5 s), which would
+    otherwise stall the first uploads.
+    """
+    import torch
+
+    from leaderboard.validate import expected_tensors
+    from recursive_models import build_model
+
+    with torch.device("meta"):
+        config = build_model("trm", "tiny", task="sudoku6").config
+    expected_tensors(config)
 
 
 def _clean_incoming(folder: Path, older_than_s: float) -> None:

@@ -253,12 +253,17 @@ def upload(client: httpx.Client, url: str, token: str, item: Item, name: str | N
     return r.json()
 
 
-def run_load(url: str, token: str, items: list[Item], *, clients: int, timeout: float = 600.0) -> dict:
+def run_load(url: str, token: str, items: list[Item], *, clients: int, timeout: float = 600.0,
+             after_uploads=None, server_pid: int | None = None) -> dict:  # fmt: skip
     """Upload ``items`` from ``clients`` concurrent clients, wait until every submission is final, and report.
 
-    Returns the figures (accepted uploads per second, time to a final status p50/p95, lost, doubled) and
-    every submission's final status.
+    Returns the figures (accepted uploads per second, the server's CPU time per upload when ``server_pid`` is
+    given, time to a final status p50/p95, lost, doubled) and every submission's final status.
+    ``after_uploads`` is called once every upload has been answered (e.g. to start more workers).
     """
+    from leaderboard.worker import _cpu_seconds
+
+    cpu0 = _cpu_seconds(server_pid) if server_pid else None
     sent: list[tuple[Item, dict, float]] = []
     lock = threading.Lock()
 
@@ -273,6 +278,9 @@ def run_load(url: str, token: str, items: list[Item], *, clients: int, timeout: 
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(one, items))
     upload_s = time.monotonic() - t0
+    cpu = (_cpu_seconds(server_pid) - cpu0) if server_pid else None
+    if after_uploads is not None:
+        after_uploads()
     final: dict[int, dict] = {}
     done_at: dict[int, float] = {}
     with httpx.Client() as c:
@@ -304,6 +312,7 @@ def run_load(url: str, token: str, items: list[Item], *, clients: int, timeout: 
         "clients": clients,
         "upload_seconds": round(upload_s, 3),
         "accepted_per_s": round(len(sent) / upload_s, 2),
+        "server_cpu_ms_per_upload": round(1000 * cpu / len(sent), 1) if cpu is not None else None,
         "to_final_p50_s": round(statistics.median(to_final), 2) if to_final else None,
         "to_final_p95_s": round(to_final[max(0, int(0.95 * len(to_final)) - 1)], 2) if to_final else None,
         "total_seconds": round(total_s, 2),
