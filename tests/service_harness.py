@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -295,6 +295,9 @@ def run_load(url: str, token: str, items: list[Item], *, clients: int, timeout: 
             time.sleep(0.2)
     total_s = time.monotonic() - t0
     to_final = sorted(done_at[s["id"]] - t for _, s, t in sent if s["id"] in done_at)
+    scored_at = {s["id"]: done_at[s["id"]] for _, s, _ in sent if final.get(s["id"], {}).get("status") == "scored"}
+    to_score = sorted(scored_at[s["id"]] - t for _, s, t in sent if s["id"] in scored_at)
+    distinct = {final[s["id"]]["score_id"] for _, s, _ in sent if s["id"] in scored_at}
     lost = [s["id"] for _, s, _ in sent if s["id"] not in final]
     # doubled: one distinct valid file with more than one score id, or a score id shared by two distinct files
     score_of: dict[str, set] = {}
@@ -313,8 +316,12 @@ def run_load(url: str, token: str, items: list[Item], *, clients: int, timeout: 
         "upload_seconds": round(upload_s, 3),
         "accepted_per_s": round(len(sent) / upload_s, 2),
         "server_cpu_ms_per_upload": round(1000 * cpu / len(sent), 1) if cpu is not None else None,
-        "to_final_p50_s": round(statistics.median(to_final), 2) if to_final else None,
-        "to_final_p95_s": round(to_final[max(0, int(0.95 * len(to_final)) - 1)], 2) if to_final else None,
+        "to_final_p50_s": _pct(to_final, 50),
+        "to_final_p95_s": _pct(to_final, 95),
+        "to_score_p50_s": _pct(to_score, 50),
+        "to_score_p95_s": _pct(to_score, 95),
+        "distinct_scored": len(distinct),
+        "scored_per_s": round(len(distinct) / (max(scored_at.values()) - t0), 3) if scored_at else None,
         "total_seconds": round(total_s, 2),
         "lost": len(lost),
         "doubled": doubled,
@@ -322,9 +329,57 @@ def run_load(url: str, token: str, items: list[Item], *, clients: int, timeout: 
     }
 
 
+def _pct(sorted_values: list[float], q: float) -> float | None:
+    """The ``q``-th percentile (nearest rank) of sorted values."""
+    if not sorted_values:
+        return None
+    return round(sorted_values[max(0, math.ceil(q / 100 * len(sorted_values)) - 1)], 2)
+
+
 def summary(report: dict) -> dict:
     """The JSON-able figures of a `run_load` report (without the per-submission details)."""
     return {k: v for k, v in report.items() if k != "final"}
+
+
+def fake_jobs(board, n: int) -> None:
+    """``n`` queued jobs that are only rows (for claim races: nothing is scored)."""
+    from sqlalchemy import insert
+
+    from leaderboard.db import jobs as jobs_table
+
+    with board.engine.begin() as c:
+        for i in range(n):
+            c.execute(insert(jobs_table).values(sha256=f"{i:064x}", task="sudoku6", task_version=1,
+                                                data="generated:seed=0:n=500", limit_n=8, spool=f"jobs/{i}",
+                                                name=f"j{i}", status="queued", attempts=0, created_at="t"))  # fmt: skip
+
+
+def claim_race(url: str, n_jobs: int, n_workers: int) -> dict[int, list[str]]:
+    """``n_workers`` threads, each with its own connection, claim until the queue is empty, all at once."""
+    from leaderboard import jobs
+    from leaderboard.db import Board
+
+    board = Board(url)
+    fake_jobs(board, n_jobs)
+    got: dict[int, list[str]] = {}
+    lock, barrier = threading.Lock(), threading.Barrier(n_workers)
+
+    def run(w: int):
+        b = Board(url)
+        barrier.wait()
+        while (job := jobs.claim(b, f"w{w}", lease_seconds=60)) is not None:
+            with lock:
+                got.setdefault(job["id"], []).append(f"w{w}")
+            time.sleep(0.005)  # "score" it: the others claim meanwhile
+        b.close()
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(n_workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    board.close()
+    return got
 
 
 def board_rows(db: str) -> list[dict]:

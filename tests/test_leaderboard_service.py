@@ -15,7 +15,6 @@ import io
 import json
 import sqlite3
 import tarfile
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -26,8 +25,8 @@ pytest.importorskip("fastapi", reason="the service needs pip install -e '.[serve
 
 from fastapi.testclient import TestClient
 from hostile_submissions import CASES, Context
-from service_harness import FIXTURE, pair, tar_gz
-from sqlalchemy import insert, select, update
+from service_harness import FIXTURE, claim_race, fake_jobs, pair, tar_gz
+from sqlalchemy import select, update
 
 from leaderboard import cli, jobs
 from leaderboard.db import SCHEMA_VERSION, Board
@@ -290,39 +289,6 @@ def test_tokens_are_hashed_rate_limited_and_have_a_quota(tmp_path, lb_data, caps
 
 
 # ---- the queue: atomic claims, leases, exactly once ----------------------------------------------------------
-def _fake_jobs(board: Board, n: int) -> None:
-    with board.engine.begin() as c:
-        for i in range(n):
-            c.execute(insert(jobs_table).values(sha256=f"{i:064x}", task="sudoku6", task_version=1,
-                                                data="generated:seed=0:n=500", limit_n=8, spool=f"jobs/{i}",
-                                                name=f"j{i}", status="queued", attempts=0, created_at="t"))  # fmt: skip
-
-
-def claim_race(url: str, n_jobs: int, n_workers: int) -> dict[int, list[str]]:
-    """``n_workers`` threads, each with its own connection, claim until the queue is empty, all at once."""
-    board = Board(url)
-    _fake_jobs(board, n_jobs)
-    got: dict[int, list[str]] = {}
-    lock, barrier = threading.Lock(), threading.Barrier(n_workers)
-
-    def run(w: int):
-        b = Board(url)
-        barrier.wait()
-        while (job := jobs.claim(b, f"w{w}", lease_seconds=60)) is not None:
-            with lock:
-                got.setdefault(job["id"], []).append(f"w{w}")
-            time.sleep(0.005)  # "score" it: the others claim meanwhile
-        b.close()
-
-    threads = [threading.Thread(target=run, args=(w,)) for w in range(n_workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    board.close()
-    return got
-
-
 def test_claims_are_atomic_on_sqlite(tmp_path):
     got = claim_race(str(tmp_path / "board.db"), 60, 6)
     assert sorted(got) == list(range(1, 61)) and all(len(v) == 1 for v in got.values())
@@ -331,7 +297,7 @@ def test_claims_are_atomic_on_sqlite(tmp_path):
 
 def test_lease_timeout_requeues_and_only_the_holder_finishes(tmp_path):
     board = Board(tmp_path / "board.db")
-    _fake_jobs(board, 1)
+    fake_jobs(board, 1)
     a = jobs.claim(board, "a", lease_seconds=60)
     assert jobs.claim(board, "b", lease_seconds=60) is None  # held
     assert jobs.renew(board, a["id"], a["claim"], 60)
