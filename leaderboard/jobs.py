@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from sqlalchemy.exc import IntegrityError
 
 from leaderboard.db import Board, jobs, now, scores, tokens, uploads
 from leaderboard.scoring import keep_copy, score_staged, split_of, store_dir
-from leaderboard.tasks import TaskSpec, data_fingerprint, get_task, prepare_test_data
+from leaderboard.tasks import TaskSpec, data_fingerprint, default_data_root, get_task, prepare_test_data
 from leaderboard.validate import Limits, SubmissionError, inspect_submission, stage_submission
 from leaderboard.worker import WorkerLimits
 
@@ -531,7 +532,8 @@ class QueueWorker:
     def _score(self, job: dict) -> str:
         spec = get_task(f"{job['task']}@{job['task_version']}")
         choice = self._real.get(spec.name)
-        data_dir, data_id = prepare_test_data(spec, choice.folder if choice else None, progress=False)
+        with _data_lock():  # workers starting together on a fresh machine would build the same split at once
+            data_dir, data_id = prepare_test_data(spec, choice.folder if choice else None, progress=False)
         if data_id != job["data"]:
             raise RuntimeError(f"job {job['id']} is on data {job['data']}, this worker has {data_id}")
         existing = self.board.find_score(job["sha256"], spec.name, spec.version, job["data"], job["limit_n"])
@@ -556,6 +558,21 @@ class QueueWorker:
             if root is not None:
                 keep_copy(staged, record["sha256"], root)
             return "scored" if finish_scored(self.board, job, record, row) else "lost"
+
+
+@contextmanager
+def _data_lock():
+    """An exclusive lock on the generated-splits folder (``flock``: released if the process dies)."""
+    import fcntl
+
+    root = default_data_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def install_stop_signals() -> None:

@@ -55,10 +55,11 @@ class Service:
     """``python -m leaderboard serve`` and workers as real processes, on a board in ``root``."""
 
     def __init__(self, root: Path, *, workers: int = 0, limit: int = 8, lease_seconds: float = 60.0,
-                 extra: tuple[str, ...] = ()):  # fmt: skip
+                 extra: tuple[str, ...] = (), db: str | None = None):  # fmt: skip
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.db = str(self.root / "board.db")
+        self.db = db or str(self.root / "board.db")
+        self.spool = self.root / "spool" if db else None  # a server database needs a spool folder named
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.limit, self.lease, self.extra, self.n_workers = limit, lease_seconds, extra, workers
@@ -70,7 +71,8 @@ class Service:
         return [sys.executable, "-m", "leaderboard", "--db", self.db]
 
     def _flags(self) -> list[str]:
-        return ["--limit", str(self.limit), "--lease-seconds", str(self.lease), "--worker-threads", "1"]
+        spool = ["--spool", str(self.spool)] if self.spool else []
+        return ["--limit", str(self.limit), "--lease-seconds", str(self.lease), "--worker-threads", "1", *spool]
 
     def start(self) -> Service:
         log = open(self.root / f"server-{len(list(self.root.glob('server-*.log')))}.log", "wb")

@@ -448,3 +448,23 @@ def test_migration_from_schema_1_on_postgres(pg_url):
         assert {"tokens", "jobs", "uploads"} <= set(inspect(again.engine).get_table_names(schema))
     finally:
         again.close()
+
+
+@pytest.mark.slow
+def test_service_with_two_worker_processes_on_postgres(pg_url, tmp_path, lb_data):
+    """A real server and two worker processes sharing PostgreSQL: 3 files uploaded twice each, scored once."""
+    pytest.importorskip("uvicorn", reason="the service needs pip install -e '.[serve]'")
+    import httpx
+    from service_harness import Service, board_rows, corpus, jobs_rows, run_load
+
+    items = corpus(tmp_path / "corpus", n_valid=3, n_duplicates=3, n_hostile=0)
+    with Service(tmp_path / "svc", workers=0, db=pg_url) as svc:
+        for _ in range(2):
+            svc.start_worker()
+        report = run_load(svc.url, svc.token("pg"), items, clients=6, timeout=300)
+        assert httpx.get(svc.url + "/healthz").status_code == 200
+    assert report["lost"] == 0 and report["doubled"] == 0
+    assert {f["status"] for _, f in report["final"].values()} == {"scored"}
+    assert len(board_rows(pg_url)) == 3
+    done = jobs_rows(pg_url)
+    assert len(done) == 3 and all(j["status"] == "scored" and j["attempts"] == 1 for j in done)

@@ -73,7 +73,7 @@ def artifacts_dir() -> Path:
 
 
 # ---- the browser -----------------------------------------------------------------------------------------------
-def test_board_page_shows_a_submission_when_scored(tmp_path, lb_data, monkeypatch):
+def test_board_page_shows_a_submission_when_scored(tmp_path, lb_data, monkeypatch, capsys):
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip(f"the browser test needs {CHROMIUM} and {CHROMEDRIVER}")
     selenium = pytest.importorskip("selenium", reason="the browser test needs selenium")
@@ -135,7 +135,8 @@ def test_board_page_shows_a_submission_when_scored(tmp_path, lb_data, monkeypatc
         finally:
             driver.quit()
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
-    print(f"\nscreenshot of the live board: {shot}")
+    with capsys.disabled():  # shown without -s too
+        print(f"\nscreenshot of the live board: {shot}")
 
 
 # ---- load ------------------------------------------------------------------------------------------------------
