@@ -8,6 +8,13 @@
     python -m leaderboard export --html board.html --csv board.csv --json board.json
     python -m leaderboard tasks                                               # the task specs
 
+The service (`leaderboard.service`, `leaderboard.jobs`; needs ``pip install -e ".[serve]"``)::
+
+    python -m leaderboard token add alice                 # a submitter's API token (printed once, stored hashed)
+    python -m leaderboard serve                           # HTTP on 127.0.0.1:8000 with one scoring worker
+    python -m leaderboard worker                          # another worker (same --db; --spool on a server DB)
+    python -m leaderboard remote-submit runs/my-run --url http://127.0.0.1:8000 --task sudoku6 --token lb_...
+
 ``--db`` (or ``$LEADERBOARD_DB``) picks the database: a path (SQLite, default ``./leaderboard.db``) or a
 SQLAlchemy URL. Exit codes: 0 done, 1 a verify mismatch, 2 a rejected submission or bad arguments.
 """
@@ -31,10 +38,18 @@ def collect_rows(board: Board, task: str | None = None, reported: bool = True) -
     Reported rows are attached to every test-data group of their task version, and shown on their own when the
     task has no scores yet but was asked for by name.
     """
+    from leaderboard.scoring import split_of
+
     rows = []
     for r in board.rows(task):
         rows.append(
-            {**{k: r.get(k) for k in ROW_KEYS}, "kind": r["kind"], "source": None, "reportable": bool(r["reportable"])}
+            {
+                **{k: r.get(k) for k in ROW_KEYS},
+                "kind": r["kind"],
+                "source": None,
+                "reportable": bool(r["reportable"]),
+                "split": r.get("split") or split_of(r["data"]),
+            }
         )
     if reported:
         groups = {(r["task"], r["task_version"], r["data"]) for r in rows}
@@ -58,6 +73,7 @@ def collect_rows(board: Board, task: str | None = None, reported: bool = True) -
                         "kind": "reported",
                         "reportable": True,
                         "source": source,
+                        "split": "real",  # the papers report on the real test sets
                     }
                 )
     rows.sort(key=lambda r: (r["task"], -r["task_version"], r["data"], -r["exact_accuracy"]))
@@ -137,6 +153,24 @@ def _worker_flags(p) -> None:
     p.add_argument("--worker-threads", type=int, help="torch threads of the scoring worker (default: as here)")
 
 
+def _declared_flags(p) -> None:
+    p.add_argument("--train-examples", type=int, help="training-set size you declare (shown on the board)")
+    p.add_argument("--train-augmentations", type=int, help="augmentations per training example you declare")
+
+
+def _queue_flags(p) -> None:
+    """Flags shared by ``serve`` and ``worker``."""
+    p.add_argument("--spool", help="folder of queued uploads, shared by service and workers (default <db>.spool)")
+    p.add_argument("--data", action="append", default=[], metavar="TASK=DIR",
+                   help="score TASK on the real test split in DIR (default: the task's generated split)")  # fmt: skip
+    p.add_argument("--limit", type=int, help="score only the first N test examples (marked not reportable)")
+    p.add_argument("--device", default="cpu", help="scoring device: cpu, cuda or cuda:N")
+    p.add_argument("--lease-seconds", type=float, default=60.0, help="a claim's lease, renewed while scoring")
+    p.add_argument("--max-params", type=int, help="refuse larger models (default 100M)")
+    p.add_argument("--max-bytes", type=int, help="refuse larger files (default 1 GiB)")
+    _worker_flags(p)
+
+
 def _print_result(res, as_json: bool) -> None:
     r = res.row
     if as_json:
@@ -177,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     _worker_flags(s)
     s.add_argument("--json", action="store_true", help="print the entry as JSON")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    _declared_flags(s)
 
     b = sub.add_parser("baselines", help="score the copy-input and random-guess dummies on a task")
     b.add_argument("--task", required=True)
@@ -206,7 +241,46 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("id", type=int)
 
     sub.add_parser("tasks", help="list the task specs")
+
+    sv = sub.add_parser("serve", help="the HTTP service: submissions, status, results, the live board")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--workers", type=int, default=1, help="scoring workers to run beside it (0: separate ones)")
+    sv.add_argument("--max-upload-mib", type=float, help="largest request body (default 256 MiB)")
+    sv.add_argument("--tasks", help="comma-separated task names accepted (default: all)")
+    sv.add_argument("--refresh-seconds", type=float, default=5.0, help="how often the page checks for scores")
+    _queue_flags(sv)
+
+    w = sub.add_parser("worker", help="claim queued submissions and score them in the sandbox, until stopped")
+    _queue_flags(w)
+    w.add_argument("--poll-seconds", type=float, default=1.0, help="wait between claims on an empty queue")
+    w.add_argument("--max-jobs", type=int, help="stop after this many jobs")
+    w.add_argument("--idle-exit", action="store_true", help="stop when the queue is empty")
+
+    t = sub.add_parser("token", help="submitters' API tokens")
+    tsub = t.add_subparsers(dest="token_command", required=True)
+    ta = tsub.add_parser("add", help="create a token (printed once; only its hash is stored)")
+    ta.add_argument("name")
+    ta.add_argument("--rate", type=int, default=30, help="submissions a minute (default 30)")
+    ta.add_argument("--quota", type=int, default=1000, help="submissions in all (default 1000)")
+    tsub.add_parser("list", help="names, limits and use")
+    tr = tsub.add_parser("revoke", help="revoke a token by name")
+    tr.add_argument("name")
+
+    rs = sub.add_parser("remote-submit", help="submit a checkpoint to a running service over HTTP")
+    rs.add_argument("path", help="checkpoint folder, run directory or model.safetensors (meta.json beside it)")
+    rs.add_argument("--url", default="http://127.0.0.1:8000", help="the service (default http://127.0.0.1:8000)")
+    rs.add_argument("--task", required=True)
+    rs.add_argument("--name", help="name shown on the board (default: the token's name)")
+    rs.add_argument("--token", help="API token (default: $LEADERBOARD_TOKEN)")
+    _declared_flags(rs)
+    rs.add_argument("--no-wait", action="store_true", help="print the queued status and return")
+    rs.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the score (default 1800)")
     args = p.parse_args(argv)
+    if args.command in ("serve", "worker", "token", "remote-submit"):
+        from leaderboard.remote import run_command
+
+        return run_command(args)
 
     from leaderboard.scoring import submit, verify
     from leaderboard.validate import SubmissionError
@@ -235,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                 worker=_worker(args),
                 store=args.store,
                 progress=not args.quiet,
+                train_examples=args.train_examples,
+                train_augmentations=args.train_augmentations,
             )
             _print_result(res, args.json)
         elif args.command == "baselines":

@@ -4,14 +4,19 @@
     board = Board("leaderboard.db")                         # a path: SQLite (WAL), created and migrated on open
     board = Board("postgresql+psycopg://user@host/board")   # or a URL
 
-Tables (schema version 1; `MIGRATIONS` upgrades older files on open, and a file written by a newer version is
+Tables (schema version 2; `MIGRATIONS` upgrades older files on open, and a file written by a newer version is
 refused rather than guessed at):
 
 * ``submissions``: one row per distinct submission (``sha256`` of the weights and model config is unique), with
-  the submitter's name, model, size, parameter count, file size and format, the full ``meta.json`` and when;
+  the submitter's name, model, size, parameter count, file size and format, the full ``meta.json``, the training
+  set size and augmentation the submitter declared, and when;
 * ``scores``: one row per (submission, task, task version, test data, limit), with the headline metrics as
-  columns, every metric as JSON, the task spec's fingerprint, the scoring device, torch version, code commit,
-  duration and time.
+  columns, the test-time compute (network evaluations per example) and whether the split was generated or the
+  real test set, every metric as JSON, the task spec's fingerprint, the scoring device, torch version, code
+  commit, duration and time;
+* the service's tables (``leaderboard.jobs``): ``tokens`` (submitters' API tokens, stored as hashes, with their
+  rate limit and quota), ``jobs`` (one scoring job per distinct submission file, task and data: the queue
+  workers claim from) and ``uploads`` (every accepted HTTP submission, pointing at its job).
 
 Every write is one transaction. On SQLite it starts with ``BEGIN IMMEDIATE`` (the write lock is taken up front,
 so two processes never both read-then-write and deadlock) and waits up to ``busy_timeout`` for other writers;
@@ -42,12 +47,13 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    inspect,
     select,
     text,
 )
 from sqlalchemy.exc import IntegrityError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB_ENV = "LEADERBOARD_DB"
 
 metadata = MetaData()
@@ -66,6 +72,9 @@ submissions = Table(
     Column("kind", String(20), nullable=False),  # measured | baseline
     Column("meta_json", Text, nullable=False),
     Column("created_at", String(40), nullable=False),
+    # declared by the submitter (not checked: the board shows them as declared), schema version 2
+    Column("train_examples", BigInteger),
+    Column("train_augmentations", BigInteger),
 )
 scores = Table(
     "scores",
@@ -93,16 +102,88 @@ scores = Table(
     Column("code_version", String(64)),
     Column("duration_s", Float),
     Column("scored_at", String(40), nullable=False),
+    # schema version 2: what a reader needs to compare fairly (see `leaderboard.scoring.network_evals`)
+    Column("network_evals_per_example", Float),
+    Column("split", String(20)),  # generated | real
     UniqueConstraint("submission_id", "task", "task_version", "data", "limit_n", name="uq_score"),
+)
+#: columns added by schema version 2 to the version-1 tables (``ALTER TABLE ... ADD COLUMN`` on upgrade)
+_V2_COLUMNS = {"submissions": ("train_examples", "train_augmentations"),
+               "scores": ("network_evals_per_example", "split")}  # fmt: skip
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),  # the token itself is never stored
+    Column("rate_per_minute", Integer, nullable=False),
+    Column("quota", Integer, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("revoked_at", String(40)),
+)
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # what is scored: the same file on the same task version, data and limit is one job (scored once)
+    Column("sha256", String(64), nullable=False),
+    Column("task", String(100), nullable=False),
+    Column("task_version", Integer, nullable=False),
+    Column("data", String(200), nullable=False),
+    Column("limit_n", Integer, nullable=False),
+    Column("spool", String(200), nullable=False),  # the staged files, relative to the spool folder
+    Column("name", String(200), nullable=False),
+    Column("train_examples", BigInteger),
+    Column("train_augmentations", BigInteger),
+    Column("status", String(20), nullable=False),  # queued | scoring | scored | rejected
+    Column("reason", Text),
+    Column("score_id", Integer, ForeignKey("scores.id", ondelete="SET NULL")),
+    Column("claim", String(64)),  # the current claim's random id: only its holder may renew or finish it
+    Column("worker", String(200)),
+    Column("lease_until", Float),  # unix time; a scoring job past it is claimable again
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("finished_at", String(40)),
+    UniqueConstraint("sha256", "task", "task_version", "data", "limit_n", name="uq_job"),
+)
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_id", Integer, ForeignKey("tokens.id"), nullable=False),
+    Column("job_id", Integer, ForeignKey("jobs.id")),  # None: rejected before a job was made
+    Column("name", String(200), nullable=False),
+    Column("task", String(100), nullable=False),  # name@version
+    Column("reason", Text),  # the rejection at the door (archive, file checks), when there was one
+    Column("upload_bytes", BigInteger, nullable=False),
+    Column("created_unix", Float, nullable=False),  # for the rate limit's window
+    Column("created_at", String(40), nullable=False),
 )
 
 
 def _migrate_1(conn: Connection) -> None:
+    # Creates today's definitions of the two tables; `_migrate_2` then adds only what is missing, so a fresh
+    # database and an upgraded one end with the same columns.
     metadata.create_all(conn, tables=[submissions, scores])
 
 
+def _migrate_2(conn: Connection) -> None:
+    """The fair-comparison columns, and the service's tables (tokens, the job queue, uploads)."""
+    present = {t: {c["name"] for c in inspect(conn).get_columns(t)} for t in _V2_COLUMNS}
+    for table_name, names in _V2_COLUMNS.items():
+        table = metadata.tables[table_name]
+        for name in names:
+            if name not in present[table_name]:
+                col = table.c[name]
+                conn.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {col.type.compile(conn.dialect)}"))
+    metadata.create_all(conn, tables=[tokens, jobs, uploads])
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_jobs_status ON jobs (status, id)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_uploads_token ON uploads (token_id, created_unix)"))
+
+
 #: schema version N is reached by running MIGRATIONS[N - 1] on a database at version N - 1
-MIGRATIONS: list[Callable[[Connection], None]] = [_migrate_1]
+MIGRATIONS: list[Callable[[Connection], None]] = [_migrate_1, _migrate_2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -239,6 +320,8 @@ class Board:
             submissions.c.kind,
             submissions.c.file_format,
             submissions.c.created_at,
+            submissions.c.train_examples,
+            submissions.c.train_augmentations,
         ).join(submissions, scores.c.submission_id == submissions.c.id)
         if task is not None:
             base, _, ver = task.partition("@")
@@ -265,6 +348,8 @@ class Board:
                 submissions.c.size,
                 submissions.c.parameters,
                 submissions.c.kind,
+                submissions.c.train_examples,
+                submissions.c.train_augmentations,
             )
             .join(submissions, scores.c.submission_id == submissions.c.id)
             .where(scores.c.id == score_id)
@@ -288,36 +373,36 @@ class Board:
         for attempt in range(3):
             try:
                 with self.engine.begin() as conn:
-                    self._check_fingerprint(conn, score["task"], score["task_version"], score["task_fingerprint"])
-                    existing = self._find_score(
-                        conn,
-                        submission["sha256"],
-                        score["task"],
-                        score["task_version"],
-                        score["data"],
-                        score["limit_n"],
-                    )
-                    if existing is not None:
-                        return int(existing["id"]), False
-                    row = conn.execute(
-                        select(submissions.c.id).where(submissions.c.sha256 == submission["sha256"])
-                    ).first()
-                    if row is None:
-                        sid = conn.execute(
-                            insert(submissions).values(**submission, created_at=now()).returning(submissions.c.id)
-                        ).scalar_one()
-                    else:
-                        sid = row[0]
-                    new = conn.execute(
-                        insert(scores).values(**score, submission_id=sid, scored_at=now()).returning(scores.c.id)
-                    ).scalar_one()
-                    return int(new), True
+                    return self.add_in(conn, submission, score)
             except IntegrityError:
                 # Another process inserted the same submission or score between our read and write (possible on
                 # servers without SQLite's up-front write lock): read again, which finds it.
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def add_in(self, conn: Connection, submission: dict, score: dict) -> tuple[int, bool]:
+        """`add` inside the caller's transaction (a worker finishes its job in the same one).
+
+        May raise ``IntegrityError`` on a concurrent duplicate; the caller then retries the whole transaction.
+        """
+        self._check_fingerprint(conn, score["task"], score["task_version"], score["task_fingerprint"])
+        existing = self._find_score(
+            conn, submission["sha256"], score["task"], score["task_version"], score["data"], score["limit_n"]
+        )
+        if existing is not None:
+            return int(existing["id"]), False
+        row = conn.execute(select(submissions.c.id).where(submissions.c.sha256 == submission["sha256"])).first()
+        if row is None:
+            sid = conn.execute(
+                insert(submissions).values(**submission, created_at=now()).returning(submissions.c.id)
+            ).scalar_one()
+        else:
+            sid = row[0]
+        new = conn.execute(
+            insert(scores).values(**score, submission_id=sid, scored_at=now()).returning(scores.c.id)
+        ).scalar_one()
+        return int(new), True
 
     def delete(self, score_id: int) -> bool:
         """Remove a score (and its submission when no other score uses it); True if it existed."""

@@ -43,6 +43,8 @@ ROW_KEYS: list[str] = [
     "exact_accuracy", "exact_accuracy_se", "cell_accuracy", "valid_path_rate",
     "halt_steps_mean", "solver_iters_mean", "examples_per_s", "device", "kind",
     "reportable", "count", "sha256", "scored_at", "source",
+    # what a reader needs to compare fairly (schema version 2): test-time compute, declared training data, split
+    "steps", "network_evals_per_example", "train_examples", "train_augmentations", "split",
 ]  # fmt: skip
 
 # The HTML table's columns: (row key, header, kind). ``rank`` is computed, not a row key. The kind picks the cell
@@ -58,6 +60,10 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("valid_path_rate", "Valid path (%)", "pct"),
     ("halt_steps_mean", "Halt steps", "float"),
     ("solver_iters_mean", "Solver iters", "float"),
+    ("network_evals_per_example", "Net evals/ex", "float"),
+    ("train_examples", "Train N (declared)", "int"),
+    ("train_augmentations", "Aug (declared)", "int"),
+    ("split", "Split", "text"),
     ("examples_per_s", "Examples/s", "rate"),
     ("count", "N", "int"),
     ("device", "Device", "text"),
@@ -153,6 +159,25 @@ _SCRIPT = """
       th.querySelector("button").addEventListener("click", function () { sortBy(table, th); });
     });
   });
+})();
+"""
+
+
+# The served page (`leaderboard.service`): poll the board's state and reload when a score landed. Polling (not a
+# socket) keeps the page a plain document that works behind any proxy; a failed poll backs off and tries again.
+_LIVE_SCRIPT = """
+(function () {
+  "use strict";
+  var body = document.body, url = body.getAttribute("data-live"), drawn = body.getAttribute("data-state");
+  var every = parseInt(body.getAttribute("data-refresh-ms"), 10) || 5000;
+  function poll(wait) {
+    setTimeout(function () {
+      fetch(url, { cache: "no-store" }).then(function (r) { return r.json(); }).then(function (j) {
+        if (j.state !== drawn) { window.location.reload(); } else { poll(every); }
+      }).catch(function () { poll(Math.min(wait * 2, 60000)); });
+    }, wait);
+  }
+  poll(every);
 })();
 """
 
@@ -380,7 +405,11 @@ def _now() -> str:
 
 
 def render_html(
-    rows: list[dict], *, title: str = "attractor-suite leaderboard", generated_at: str | None = None
+    rows: list[dict],
+    *,
+    title: str = "attractor-suite leaderboard",
+    generated_at: str | None = None,
+    live: tuple[str, str, float] | None = None,
 ) -> str:
     """Render leaderboard rows as one self-contained HTML page.
 
@@ -391,6 +420,9 @@ def render_html(
         rows: Row dicts with the keys in ``ROW_KEYS`` (missing keys read as None).
         title: Page title and top heading.
         generated_at: Timestamp shown in the header; the current UTC time when None.
+        live: ``(state URL, state, seconds)`` for a page served by `leaderboard.service`: every ``seconds`` it
+            fetches the same-origin state URL and reloads when the state is no longer the one it was drawn at
+            (the CSP then allows ``connect-src 'self'``); None for a static page (no network at all).
 
     Returns:
         The page as a string.
@@ -409,8 +441,16 @@ def render_html(
         )
     if not sections:
         sections.append('<p class="empty">The leaderboard is empty: no scored rows yet.</p>')
+    scripts = f"<script>{_SCRIPT}</script>"
+    script_src, connect, body = _csp_hash(_SCRIPT), "", ""
+    if live is not None:
+        url, state, seconds = live
+        scripts += f"<script>{_LIVE_SCRIPT}</script>"
+        script_src += " " + _csp_hash(_LIVE_SCRIPT)
+        connect = "connect-src 'self'; "
+        body = f' data-live="{_esc(url)}" data-state="{_esc(state)}" data-refresh-ms="{int(seconds * 1000)}"'
     csp = (
-        f"default-src 'none'; style-src {_csp_hash(_STYLE)}; script-src {_csp_hash(_SCRIPT)}; img-src data:; "
+        f"default-src 'none'; style-src {_csp_hash(_STYLE)}; script-src {script_src}; {connect}img-src data:; "
         "base-uri 'none'; form-action 'none'"
     )
     n_rows = f"{len(rows)} row{'s' if len(rows) != 1 else ''} in {len(groups)} group{'s' if len(groups) != 1 else ''}"
@@ -424,7 +464,7 @@ def render_html(
 <link rel="icon" href="data:,">
 <style>{_STYLE}</style>
 </head>
-<body>
+<body{body}>
 <header>
 <h1>{_esc(title)}</h1>
 <p class="meta">Generated {_esc(generated_at)} · {n_rows}</p>
@@ -437,7 +477,7 @@ sort; click again to reverse.</p>
 <main>
 {chr(10).join(sections)}
 </main>
-<script>{_SCRIPT}</script>
+{scripts}
 </body>
 </html>
 """

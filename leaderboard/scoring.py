@@ -80,6 +80,39 @@ def check_compatible(sub: Submission, spec: TaskSpec, vocab_size: int, seq_len: 
         )
 
 
+def network_evals(config, steps: int, solver_iters_mean: float | None) -> float:
+    """Test-time compute of one example: supervision steps × network evaluations per step.
+
+    A network evaluation is one call of a block stack (the shared ``net``, or HRM's ``L``/``H`` module). Per
+    supervision step: TRM runs ``h_cycles`` rounds of ``l_cycles`` latent updates and one answer update; HRM
+    ``h_cycles`` high-level cycles of ``l_cycles`` low-level updates and one high-level update; a Transformer one
+    pass; the Attractor's solve costs its measured solver iterations (the mean over examples and steps), each
+    of which evaluates the round ``f`` of two calls (``paper`` and ``backbone``; ``backbone`` adds its proposal
+    backbone once), while ``authors`` solves the latent of each of its ``h_cycles`` rounds, one call per
+    iteration, then runs ``phantom_steps`` calls and one answer update (each round counted at the measured
+    iterations). The Attractor's count is therefore measured, the others' fixed by the config.
+    """
+    it = float(solver_iters_mean or 0.0)
+    if config.name == "trm":
+        per_step = config.h_cycles * (config.l_cycles + 1)
+    elif config.name == "hrm":
+        per_step = config.h_cycles * (config.l_cycles + 1)
+    elif config.name == "attractor":
+        variant = config.variant or "paper"
+        if variant == "authors":
+            per_step = config.h_cycles * (it + config.solver.phantom_steps + 1)
+        else:
+            per_step = 2 * it + (1 if variant == "backbone" else 0)
+    else:
+        per_step = 1
+    return float(steps * per_step)
+
+
+def split_of(data_id: str) -> str:
+    """``generated`` for the task's generated test split, ``real`` for test files given with ``--data``."""
+    return "generated" if data_id.startswith("generated:") else "real"
+
+
 def _data_shape(data_dir: Path) -> tuple[int, int, int]:
     """``(vocab_size, seq_len, examples)`` of a test split."""
     meta = json.loads((Path(data_dir) / "test" / "dataset.json").read_text())
@@ -153,6 +186,7 @@ def score(
         "torch_version": torch.__version__,
         "code_version": git_commit(),
         "duration_s": seconds,
+        "network_evals_per_example": network_evals(sub.config, int(m["eval/steps"]), m.get("solver/nstep_mean")),
     }
 
 
@@ -250,8 +284,13 @@ def submit(
     kind: str = "measured",
     store: str | os.PathLike | None = None,
     progress: bool = True,
+    train_examples: int | None = None,
+    train_augmentations: int | None = None,
 ) -> SubmitResult:
     """Validate, score (in a limited worker) and record a submission (see the module docstring).
+
+    ``train_examples`` and ``train_augmentations`` are what the submitter declares about the training set (shown
+    on the board as declared, so readers can compare like with like); the first submission of a file sets them.
 
     Raises:
         SubmissionError: the submission was rejected (nothing is written).
@@ -260,6 +299,7 @@ def submit(
     name = name.strip()
     if not name or len(name) > 200:
         raise SubmissionError("--name must be 1 to 200 characters")
+    check_declared(train_examples, train_augmentations)
     spec = get_task(task)
     if limit is not None and limit < 1:
         raise SubmissionError(f"--limit must be at least 1, got {limit}")
@@ -283,12 +323,24 @@ def submit(
             row, record = score_staged(
                 staged, spec, data_dir, work, device=device, limit=limit, limits=limits, worker=worker
             )
-        row["data"] = data_id
+        row["data"], row["split"] = data_id, split_of(data_id)
         root = store_dir(board, store)
         if root is not None:
             keep_copy(staged, record["sha256"], root)
-        score_id, created = board.add({**record, "name": name, "kind": kind}, row)
+        declared = {"train_examples": train_examples, "train_augmentations": train_augmentations}
+        score_id, created = board.add({**record, "name": name, "kind": kind, **declared}, row)
     return SubmitResult(score_id, created, board.get(score_id))
+
+
+#: the largest declared training-set size and augmentation count accepted (bounds on what a stranger may send)
+MAX_DECLARED = 10**12
+
+
+def check_declared(train_examples: int | None, train_augmentations: int | None) -> None:
+    """The declared training-set size and augmentations are None or integers in ``[0, MAX_DECLARED]``."""
+    for flag, v in (("train_examples", train_examples), ("train_augmentations", train_augmentations)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_DECLARED):
+            raise SubmissionError(f"{flag} must be an integer from 0 to {MAX_DECLARED:,}, got {ascii(v)[:40]}")
 
 
 @dataclass

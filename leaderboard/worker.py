@@ -40,8 +40,17 @@ RESULT = "result.json"
 # The worker's first statements: it lowers its own limits (soft and hard, so they cannot be raised again) before
 # it imports torch or reads the submission. Doing it here rather than in a preexec_fn keeps the parent safe to
 # use from threads (a web service).
-_BOOT = """import json, resource, sys
+#
+# On Linux it first asks to be killed when its parent dies (PR_SET_PDEATHSIG), so a queue worker that is killed
+# mid-score (`leaderboard.jobs`) leaves no orphan scoring on; the parent's pid is checked after the call, in case
+# the parent died before it.
+_BOOT = """import json, os, resource, sys
 job = json.load(open(sys.argv[1]))
+if sys.platform == "linux":
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    if os.getppid() != job["parent"]:
+        sys.exit(3)
 for name, (soft, hard) in job["rlimits"].items():
     resource.setrlimit(getattr(resource, name), (soft, hard))
 from leaderboard.worker import main
@@ -118,7 +127,7 @@ def run_worker(job: dict, workdir: Path, wall_seconds: float, limits: WorkerLimi
 
     threads = limits.threads or torch.get_num_threads()
     cpu_seconds = int(limits.cpu_seconds or wall_seconds * threads + 5)
-    job = {**job, "threads": threads}
+    job = {**job, "threads": threads, "parent": os.getpid()}
     cuda = str(job.get("device", "cpu")).startswith("cuda")
     root = str(Path(__file__).resolve().parent.parent)  # the folder holding the leaderboard package
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "TMPDIR": str(workdir),

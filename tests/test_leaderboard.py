@@ -25,7 +25,7 @@ from hostile_submissions import CASES
 from safetensors.torch import load_file, save_file
 
 from leaderboard import cli
-from leaderboard.db import Board, DatabaseError
+from leaderboard.db import SCHEMA_VERSION, Board, DatabaseError
 from leaderboard.scoring import submit, verify
 from leaderboard.tasks import TASKS, get_task
 from leaderboard.validate import Limits, SubmissionError, open_submission
@@ -208,8 +208,8 @@ def test_concurrent_writers_sqlite(tmp_path):
 # ---- schema and versions ----------------------------------------------------------------------------------
 def test_schema_version_and_newer_database_refused(tmp_path):
     db = tmp_path / "b.db"
-    assert Board(db).version() == 1
-    assert Board(db).migrate() == 1  # reopening migrates nothing
+    assert Board(db).version() == SCHEMA_VERSION
+    assert Board(db).migrate() == SCHEMA_VERSION  # reopening migrates nothing
     con = sqlite3.connect(db)
     con.execute("UPDATE schema_version SET version = 99")
     con.commit()

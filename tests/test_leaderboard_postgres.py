@@ -389,3 +389,82 @@ def test_delete_does_not_cascade_over_a_concurrent_add(pg_url):
     assert created and b.get(new_id) is not None
     a.close()
     b.close()
+
+
+# ---- (f) the service's queue on PostgreSQL -------------------------------------------------------------------
+def test_claims_skip_locked_take_each_job_once(pg_url):
+    """Six workers claim 60 jobs at once (FOR UPDATE SKIP LOCKED): every job claimed exactly once, shared."""
+    from service_harness import claim_race
+
+    got = claim_race(pg_url, 60, 6)
+    assert sorted(got) == list(range(1, 61)) and all(len(v) == 1 for v in got.values())
+    assert len({w for v in got.values() for w in v}) > 1
+
+
+def test_service_queue_scores_a_duplicate_once(pg_url, tmp_path, lb_data):
+    """Two uploads of one file through the app, one worker: one job, one score, both uploads scored."""
+    pytest.importorskip("fastapi", reason="the service needs pip install -e '.[serve]'")
+    from fastapi.testclient import TestClient
+    from service_harness import FIXTURE, pair, tar_gz
+
+    from leaderboard import jobs
+    from leaderboard.service import Settings, create_app
+
+    settings = Settings(db=pg_url, spool=tmp_path / "spool", limit=8)
+    board = Board(pg_url)
+    token = jobs.add_token(board, "pg")
+    headers = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(settings)) as client:
+        a = client.post("/api/submissions", headers=headers, data={"task": "sudoku6"}, files=pair(FIXTURE)).json()
+        b = client.post("/api/submissions", headers=headers, data={"task": "sudoku6"}, files=tar_gz(FIXTURE)).json()
+        assert b["duplicate_of"] == a["id"]
+        worker = jobs.QueueWorker(board=board, spool=tmp_path / "spool", store=tmp_path / "store")
+        assert worker.run(idle_exit=True) == 1
+        done = [client.get(f"/api/submissions/{s['id']}").json() for s in (a, b)]
+    assert [d["status"] for d in done] == ["scored", "scored"] and done[0]["score_id"] == done[1]["score_id"]
+    assert done[0]["score"]["split"] == "generated" and done[0]["score"]["network_evals_per_example"] > 0
+    assert len(board.rows()) == 1
+    board.close()
+
+
+def test_migration_from_schema_1_on_postgres(pg_url):
+    """A version-1 database gains the fair-comparison columns (ALTER TABLE) and the service's tables."""
+    board = Board(pg_url)
+    board.add(submission_row("old"), score_row())
+    with board.engine.begin() as conn:
+        for table in ("uploads", "jobs", "tokens"):
+            conn.execute(text(f"DROP TABLE {table}"))
+        for table, col in (("submissions", "train_examples"), ("submissions", "train_augmentations"),
+                           ("scores", "network_evals_per_example"), ("scores", "split")):  # fmt: skip
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {col}"))
+        conn.execute(schema_version.update().values(version=1))
+    board.close()
+    again = Board(pg_url)
+    try:
+        assert again.version() == SCHEMA_VERSION == 2
+        (row,) = again.rows()
+        assert row["name"] == "user-old" and row["split"] is None and row["train_examples"] is None
+        schema = make_url(pg_url).query["options"].split("=", 1)[1]
+        assert {"tokens", "jobs", "uploads"} <= set(inspect(again.engine).get_table_names(schema))
+    finally:
+        again.close()
+
+
+@pytest.mark.slow
+def test_service_with_two_worker_processes_on_postgres(pg_url, tmp_path, lb_data):
+    """A real server and two worker processes sharing PostgreSQL: 3 files uploaded twice each, scored once."""
+    pytest.importorskip("uvicorn", reason="the service needs pip install -e '.[serve]'")
+    import httpx
+    from service_harness import Service, board_rows, corpus, jobs_rows, run_load
+
+    items = corpus(tmp_path / "corpus", n_valid=3, n_duplicates=3, n_hostile=0)
+    with Service(tmp_path / "svc", workers=0, db=pg_url) as svc:
+        for _ in range(2):
+            svc.start_worker()
+        report = run_load(svc.url, svc.token("pg"), items, clients=6, timeout=300)
+        assert httpx.get(svc.url + "/healthz").status_code == 200
+    assert report["lost"] == 0 and report["doubled"] == 0
+    assert {f["status"] for _, f in report["final"].values()} == {"scored"}
+    assert len(board_rows(pg_url)) == 3
+    done = jobs_rows(pg_url)
+    assert len(done) == 3 and all(j["status"] == "scored" and j["attempts"] == 1 for j in done)
