@@ -106,8 +106,8 @@ def ensure_dataset(task: Any, progress: bool = True) -> Path:
     if not ok:
         from puzzles.build import build
 
-        log.info("building %s into %s (cached for later runs)", task.name, root)
-        print(f"building dataset {task.name} into {root} (first run only)", file=sys.stderr)
+        # Said once, through logging (the CLIs show recursive_models' INFO lines); a print as well doubled it.
+        log.info("building dataset %s into %s (first run only, cached for later runs)", task.name, root)
         build(task.name, root, train=task.train, test=task.test, aug=task.aug, seed=task.build_seed, progress=progress)
     return root
 

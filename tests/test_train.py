@@ -155,6 +155,20 @@ def test_budgets_stop_runs_and_results_describe_them(sudoku6_dir: Path, tmp_path
         train(_cfg(sudoku6_dir, tmp_path / "bad", "trainer.max_minutes=0"))
 
 
+def test_the_dataset_build_is_announced_once(tmp_path: Path, capsys, caplog) -> None:
+    import logging
+    from types import SimpleNamespace
+
+    from recursive_models.trainer import ensure_dataset
+
+    caplog.set_level(logging.INFO, logger="recursive_models")
+    task = SimpleNamespace(name="sudoku6", data_dir=None, cache_dir=str(tmp_path), train=4, test=2, aug=0, build_seed=0)
+    root = ensure_dataset(task, progress=False)
+    said = [r.getMessage() for r in caplog.records if "building dataset" in r.getMessage()]
+    said += [ln for ln in capsys.readouterr().err.splitlines() if "building dataset" in ln]
+    assert said == [f"building dataset sudoku6 into {root} (first run only, cached for later runs)"]
+
+
 def test_lr_schedule_follows_the_budget() -> None:
     # Without a budget the cosine runs on steps; a budget further along moves it ahead.
     assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)  # warmup
