@@ -11,21 +11,23 @@ limits (`leaderboard.worker`) under a versioned task spec (`leaderboard.tasks`),
 SQLAlchemy database (`leaderboard.db`).
 """
 
-from leaderboard.db import Board
-from leaderboard.scoring import submit, verify
-from leaderboard.tasks import TASKS, get_task
-from leaderboard.validate import Limits, SubmissionError, inspect_submission, open_submission
-from leaderboard.worker import WorkerLimits
+import importlib
 
-__all__ = [
-    "TASKS",
-    "Board",
-    "Limits",
-    "SubmissionError",
-    "WorkerLimits",
-    "get_task",
-    "inspect_submission",
-    "open_submission",
-    "submit",
-    "verify",
-]
+# Public names load on first use (PEP 562): `python -m leaderboard --help` must not wait for torch.
+_EXPORTS = {
+    "leaderboard.db": ["Board"],
+    "leaderboard.scoring": ["submit", "verify"],
+    "leaderboard.tasks": ["TASKS", "get_task"],
+    "leaderboard.validate": ["Limits", "SubmissionError", "inspect_submission", "open_submission"],
+    "leaderboard.worker": ["WorkerLimits"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # cache: later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module 'leaderboard' has no attribute {name!r}")

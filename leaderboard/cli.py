@@ -16,7 +16,8 @@ The service (`leaderboard.service`, `leaderboard.jobs`; needs ``pip install -e "
     python -m leaderboard remote-submit runs/my-run --url http://127.0.0.1:8000 --task sudoku6 --token lb_...
 
 ``--db`` (or ``$LEADERBOARD_DB``) picks the database: a path (SQLite, default ``./leaderboard.db``) or a
-SQLAlchemy URL. Exit codes: 0 done, 1 a verify mismatch, 2 a rejected submission or bad arguments.
+SQLAlchemy URL; it and ``--store`` go before or after the subcommand (``submit ... --db X``). Exit codes: 0 done,
+1 a verify mismatch, 2 a rejected submission or bad arguments.
 """
 
 from __future__ import annotations
@@ -27,18 +28,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from leaderboard.db import Board, DatabaseError
-from leaderboard.export import ROW_KEYS, human_params
-from leaderboard.tasks import TASKS, TaskError, get_task
+# The rest of the board (torch, pandas, SQLAlchemy) is imported inside the commands that need it, so that
+# ``--help`` and bad arguments answer at once.
 
 
-def collect_rows(board: Board, task: str | None = None, reported: bool = True) -> list[dict]:
+def collect_rows(board, task: str | None = None, reported: bool = True) -> list[dict]:
     """Board rows (measured and baseline) plus the papers' reported numbers, in `leaderboard.export`'s format.
 
     Reported rows are attached to every test-data group of their task version, and shown on their own when the
-    task has no scores yet but was asked for by name.
+    task has no scores yet but was asked for by name. ``board`` is a `leaderboard.db.Board`.
     """
+    from leaderboard.export import ROW_KEYS
     from leaderboard.scoring import split_of
+    from leaderboard.tasks import TASKS, get_task
 
     rows = []
     for r in board.rows(task):
@@ -85,6 +87,8 @@ def _pct(v) -> str:
 
 
 def _params(n) -> str:
+    from leaderboard.export import human_params
+
     return "" if n is None else human_params(n)
 
 
@@ -172,6 +176,8 @@ def _queue_flags(p) -> None:
 
 
 def _print_result(res, as_json: bool) -> None:
+    from leaderboard.export import ROW_KEYS
+
     r = res.row
     if as_json:
         print(
@@ -192,16 +198,44 @@ def _print_result(res, as_json: bool) -> None:
         print(f"  scored on the first {r['count']} examples only (--limit): not reportable")
 
 
+_GLOBAL_FLAGS = (
+    ("--db", "SQLite path or SQLAlchemy URL (default: $LEADERBOARD_DB or ./leaderboard.db)"),
+    ("--store", "folder for copies of accepted submissions (default: <sqlite file>.files)"),
+)
+
+
+def _global_flags(top: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the global options to ``top``; returns a parent parser with them that every subcommand inherits.
+
+    In the subcommands their default is SUPPRESS, so ``--db X submit ...`` and ``submit ... --db X`` both work
+    (git-style): a subcommand not given one leaves the top parser's value alone.
+    """
+    parent = argparse.ArgumentParser(add_help=False)
+    for flag, text in _GLOBAL_FLAGS:
+        top.add_argument(flag, help=text)
+        parent.add_argument(flag, help=text, default=argparse.SUPPRESS)
+    return parent
+
+
+class _GlobalSubparsers:
+    """Wraps ``add_subparsers()``'s action: every subcommand it adds also takes the global options."""
+
+    def __init__(self, action, parent: argparse.ArgumentParser) -> None:
+        self.action, self.parent = action, parent
+
+    def add_parser(self, name: str, **kw) -> argparse.ArgumentParser:
+        return self.action.add_parser(name, parents=[self.parent], **kw)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m leaderboard``."""
     p = argparse.ArgumentParser(prog="python -m leaderboard", description=__doc__.splitlines()[0])
-    p.add_argument("--db", help="SQLite path or SQLAlchemy URL (default: $LEADERBOARD_DB or ./leaderboard.db)")
-    p.add_argument("--store", help="folder for copies of accepted submissions (default: <sqlite file>.files)")
-    sub = p.add_subparsers(dest="command", required=True)
+    glob = _global_flags(p)
+    sub = _GlobalSubparsers(p.add_subparsers(dest="command", required=True), glob)
 
     s = sub.add_parser("submit", help="validate, score and record a checkpoint")
     s.add_argument("path", help="checkpoint folder, run directory, model.safetensors, or a weights-only .pt")
-    s.add_argument("--task", required=True, help=f"task or task@version: {', '.join(sorted(TASKS))}")
+    s.add_argument("--task", required=True, help="task or task@version (`python -m leaderboard tasks` lists them)")
     s.add_argument("--name", required=True, help="name shown on the board")
     s.add_argument("--data", help="dataset folder with the real test split (default: the task's generated split)")
     s.add_argument("--limit", type=int, help="score only the first N test examples (marked not reportable)")
@@ -258,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--idle-exit", action="store_true", help="stop when the queue is empty")
 
     t = sub.add_parser("token", help="submitters' API tokens")
-    tsub = t.add_subparsers(dest="token_command", required=True)
+    tsub = _GlobalSubparsers(t.add_subparsers(dest="token_command", required=True), glob)
     ta = tsub.add_parser("add", help="create a token (printed once; only its hash is stored)")
     ta.add_argument("name")
     ta.add_argument("--rate", type=int, default=30, help="submissions a minute (default 30)")
@@ -282,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_command(args)
 
+    from leaderboard.db import Board, DatabaseError
     from leaderboard.scoring import submit, verify
+    from leaderboard.tasks import TASKS, TaskError, get_task
     from leaderboard.validate import SubmissionError
 
     try:

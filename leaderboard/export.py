@@ -35,6 +35,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from recursive_models.report import human_count
+
 __all__ = ["COLUMNS", "ROW_KEYS", "render_html", "write_csv", "write_html", "write_json"]
 
 # The keys of a row, in the order the CSV writes them (extra keys follow, in the order first seen).
@@ -192,17 +194,8 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def human_params(n: float) -> str:
-    """A parameter count to three significant figures with a K/M/B suffix: 263000 -> "263K", 6830000 -> "6.83M"."""
-    n = float(n)
-    if abs(n) < 999.5:
-        return f"{n:.0f}"
-    for scale, suffix in ((1e3, "K"), (1e6, "M"), (1e9, "B")):
-        v = n / scale
-        if abs(v) < 999.5 or suffix == "B":  # 999_999 reads "1.00M", not "1000K"
-            decimals = 2 if abs(v) < 9.995 else 1 if abs(v) < 99.95 else 0
-            return f"{v:.{decimals}f}{suffix}"
-    raise AssertionError("unreachable")
+# One count format for the board and `recursive_models.report` (defined there: the board imports the models).
+human_params = human_count
 
 
 def _tick_label(v: float, _pos: Any = None) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from recursive_models.evaluation import EVAL_VERSION
+from recursive_models.reported import REPORTED
 
 
 class TaskError(ValueError):
@@ -82,7 +83,8 @@ class TaskSpec:
         precision: ``fp32`` (scores must not depend on the scoring machine's bf16 support).
         batch_size: examples per forward (fixed: batch composition must not change a score).
         bootstrap_seed: seed of the bootstrap standard error.
-        reported: the papers' published numbers for this task, shown as "reported, not measured here".
+        reported: the papers' published numbers for this task (`recursive_models.reported`), shown as
+            "reported, not measured here".
         bounds: the ranges a submission's config must lie in (`ConfigBounds`).
         score_seconds_base, score_seconds_per_example: the scoring worker's wall-clock limit is
             ``base + per_example * examples scored`` seconds (times the deployment's ``time_scale``); its CPU
@@ -133,19 +135,9 @@ class TaskSpec:
         return self.score_seconds_base + self.score_seconds_per_example * examples
 
 
-# Published numbers. HRM and TRM: the TRM paper (Jolicoeur-Martineau 2025), Table 1 (HRM 27M, TRM with
-# self-attention 7M; TRM-MLP 5M on Sudoku). Attractor: "Solve the Loop" (2026), 27M.
-_SUDOKU_REPORTED = (
-    ("HRM", "hrm", 27_000_000, 0.550, "TRM paper, Table 1"),
-    ("TRM (attention)", "trm", 7_000_000, 0.747, "TRM paper, Table 1"),
-    ("TRM (MLP)", "trm", 5_000_000, 0.874, "TRM paper, Table 1"),
-    ("Attractor-TRM", "attractor", 27_000_000, 0.914, "Solve the Loop (2026)"),
-)
-_MAZE_REPORTED = (
-    ("HRM", "hrm", 27_000_000, 0.745, "TRM paper, Table 1"),
-    ("TRM (attention)", "trm", 7_000_000, 0.853, "TRM paper, Table 1"),
-    ("Attractor-TRM", "attractor", 27_000_000, 0.931, "Solve the Loop (2026)"),
-)
+# Published numbers live with the models (`recursive_models.reported`); the old private names stay for importers.
+_SUDOKU_REPORTED = REPORTED["sudoku-extreme"]
+_MAZE_REPORTED = REPORTED["maze-hard"]
 
 _SPECS = [
     TaskSpec(

@@ -1,15 +1,14 @@
-"""Agents that play the puzzle environments: one interface, three implementations.
+"""Agents that play the puzzle environments: one interface, a registry of implementations.
 
 Every agent has ``act(observation, info) -> action`` for the observation and ``info`` of the env it plays
 (``puzzles/Sudoku-v0``, ``puzzles/Maze-v0`` in walk or draw mode), plus ``reset()`` called at the start of
-an episode. Plug in your own by implementing the same two methods.
+an episode. Plug in your own by implementing the same two methods and naming it in `register_agent`.
 
 * `SolverAgent` — the exact solvers' moves one at a time (Sudoku: fill cells in reading order with the unique
   solution; maze walk: step along a BFS shortest path; maze draw: mark the reference path's cells).
-* `ModelAgent` — a trained `recursive_models` checkpoint: it predicts the whole answer from the observation
-  (all supervision steps) and acts on it: Sudoku fills the legal placement it is most confident of; draw mode
-  marks the most confident predicted path cell not yet marked; walk mode steps to the neighbour it rates most
-  likely to be on the path, avoiding cells it has visited.
+* ``model`` — a trained checkpoint (`recursive_models.agents.ModelAgent`). It lives with the models, not here,
+  so that this package imports nothing above it; `AGENTS` names it by an entry-point string that `make_agent`
+  imports only when that agent is asked for.
 * `HumanAgent` — reads moves typed at a terminal (used by ``python -m puzzles.play``, which adds undo and hints).
 
     from puzzles.agents import SolverAgent
@@ -24,8 +23,9 @@ an episode. Plug in your own by implementing the same two methods.
 
 from __future__ import annotations
 
+import importlib
 import math
-import os
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -65,7 +65,8 @@ def env_kind(env: Any) -> str:
     raise PuzzleError(f"{name} is not one of the puzzle envs (puzzles/Sudoku-v0, puzzles/Maze-v0)")
 
 
-def _check_kind(kind: str) -> str:
+def check_kind(kind: str) -> str:
+    """``kind`` if it is one of `KINDS`; a `PuzzleError` naming them otherwise."""
     if kind not in KINDS:
         raise PuzzleError(f"unknown puzzle kind {kind!r}; expected one of {KINDS} (see env_kind)")
     return kind
@@ -76,7 +77,8 @@ def sudoku_grid(observation: Any) -> np.ndarray:
     return tokens_to_grids(np.asarray(observation)[None], "sudoku")[0].astype(np.int64)
 
 
-def _walk_grid(observation: dict) -> tuple[np.ndarray, tuple[int, int]]:
+def walk_grid(observation: dict) -> tuple[np.ndarray, tuple[int, int]]:
+    """A walk-mode observation -> ``(N, N)`` grid and the agent's ``(row, col)``."""
     grid = np.asarray(observation["grid"], dtype=np.uint8)
     n = math.isqrt(grid.size)
     pos = tuple(int(v) for v in np.asarray(observation["position"]))
@@ -91,7 +93,7 @@ class SolverAgent:
     """
 
     def __init__(self, kind: str) -> None:
-        self.kind = _check_kind(kind)
+        self.kind = check_kind(kind)
         self._solution: np.ndarray | None = None
         self._key: bytes | None = None
 
@@ -113,7 +115,7 @@ class SolverAgent:
             r, c = (int(v) for v in empty[0])
             return np.array([r, c, self._solution[r, c] - 1], dtype=np.int64)
         if kind == "maze-walk":
-            grid, (r, c) = _walk_grid(observation)
+            grid, (r, c) = walk_grid(observation)
             g = np.where(grid == START, OPEN, grid).astype(np.uint8)
             g[g == PATH] = OPEN
             if g[r, c] == GOAL:
@@ -132,106 +134,6 @@ class SolverAgent:
         return int(cell[0]) * n + int(cell[1])
 
 
-class ModelAgent:
-    """Acts on a trained checkpoint's prediction of the whole answer (see the module docstring).
-
-    Args:
-        kind: ``"sudoku"``, ``"maze-walk"`` or ``"maze-draw"`` (`env_kind` of the env it plays).
-        checkpoint: a run directory, checkpoint folder or ``model.safetensors`` of `recursive_models`.
-        device: where to run the model.
-        steps: supervision steps per prediction (default: the model's ``halt_max_steps``).
-    """
-
-    def __init__(self, kind: str, checkpoint: str | os.PathLike, device: str = "cpu", steps: int | None = None):
-        import torch
-
-        from recursive_models import load_checkpoint
-
-        self.kind = _check_kind(kind)
-        self.torch = torch
-        self.model, self.meta = load_checkpoint(checkpoint, device)
-        trained_on = self.meta["task"].get("kind")
-        if trained_on and trained_on != kind.split("-")[0]:
-            raise PuzzleError(f"the checkpoint was trained on {trained_on} puzzles, not {kind.split('-')[0]}")
-        self.device = device
-        self.steps = steps or self.model.config.halt_max_steps
-        self.seq_len = self.model.config.seq_len
-        self.visited: set[tuple[int, int]] = set()
-        self._cache: tuple[bytes, np.ndarray] | None = None
-
-    def reset(self) -> None:  # noqa: D102
-        self.visited = set()
-        self._cache = None
-
-    def probabilities(self, tokens: np.ndarray) -> np.ndarray:
-        """``(seq_len, vocab)`` token probabilities of the model's answer for the input ``tokens``."""
-        torch = self.torch
-        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
-        if tokens.size != self.seq_len:
-            raise PuzzleError(
-                f"the checkpoint was trained on sequences of {self.seq_len} cells "
-                f"({self.meta['task']['name']}), this puzzle has {tokens.size}"
-            )
-        key = tokens.tobytes()
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        batch = {
-            "inputs": torch.from_numpy(tokens)[None].to(self.device),
-            "labels": torch.zeros(1, tokens.size, dtype=torch.int64, device=self.device),
-            "puzzle_identifiers": torch.zeros(1, dtype=torch.int64, device=self.device),
-        }
-        with torch.no_grad():
-            carry = self.model.initial_carry(batch)
-            for _ in range(self.steps):
-                carry, out = self.model(carry, batch)
-        probs = out["logits"][0].float().softmax(-1).cpu().numpy()
-        self._cache = (key, probs)
-        return probs
-
-    def act(self, observation: Any, info: dict) -> Any:  # noqa: D102
-        kind = self.kind
-        mask = np.asarray(info["action_mask"], dtype=bool)
-        if kind == "sudoku":
-            tokens = np.asarray(observation, dtype=np.int64)
-            n = math.isqrt(tokens.size)
-            probs = self.probabilities(tokens)[:, 2 : n + 2].reshape(n, n, n)  # P(digit k+1) per cell
-            scores = np.where(mask, probs, -1.0)
-            if not mask.any():
-                # No legal placement left: any action is answered by the env (dead end); pick the best guess.
-                scores = probs
-            r, c, k = np.unravel_index(int(np.argmax(scores)), scores.shape)
-            return np.array([r, c, k], dtype=np.int64)
-        if kind == "maze-draw":
-            tokens = np.asarray(observation, dtype=np.int64)
-            # Predict from the maze itself (marks stripped), then mark the most confident unmarked path cell,
-            # or erase a mark the model no longer believes in.
-            clean = np.where(tokens == PATH, OPEN, tokens)
-            p_path = self.probabilities(clean)[:, PATH]
-            marked = tokens == PATH
-            if (marked & (p_path < 0.5)).any():
-                scores = np.where(marked & mask, 1.0 - p_path, -1.0)
-            else:
-                scores = np.where(~marked & mask, p_path, -1.0)
-            return int(np.argmax(scores))
-        grid, (r, c) = _walk_grid(observation)
-        self.visited.add((r, c))
-        clean = np.where(grid == PATH, OPEN, grid)
-        probs = self.probabilities(clean.reshape(-1))
-        n = grid.shape[0]
-        best, best_score = None, -np.inf
-        for a, (dr, dc) in enumerate(MOVES):
-            if not mask[a]:
-                continue
-            nr, nc = r + dr, c + dc
-            cell = nr * n + nc
-            score = probs[cell, PATH] + probs[cell, GOAL] + (10.0 if grid[nr, nc] == GOAL else 0.0)
-            if (nr, nc) in self.visited:
-                score -= 1.0  # prefer new cells: a walk along the predicted path never needs to go back
-            if score > best_score:
-                best, best_score = a, score
-        return int(best if best is not None else 0)
-
-
 class HumanAgent:
     """Reads moves from a terminal; `puzzles.play` handles the commands ``undo``, ``hint`` and ``quit`` itself.
 
@@ -240,7 +142,7 @@ class HumanAgent:
     """
 
     def __init__(self, kind: str, read=input, write=print):
-        self.kind = _check_kind(kind)
+        self.kind = check_kind(kind)
         self.read, self.write = read, write
 
     def reset(self) -> None:  # noqa: D102
@@ -284,4 +186,33 @@ def parse_move(kind: str, line: str, observation: Any) -> Any:
     return (vals[0] - 1) * n + (vals[1] - 1)
 
 
-AGENTS = {"human": HumanAgent, "solver": SolverAgent, "model": ModelAgent}
+#: agent name -> its class (or any factory called as ``factory(kind, **kwargs)``), or an entry point
+#: ``"module:attr"`` imported on first use (Gymnasium's pattern for envs): the packages above this one plug in
+#: their agents without `puzzles` importing them.
+AGENTS: dict[str, Callable[..., Agent] | str] = {
+    "human": HumanAgent,
+    "solver": SolverAgent,
+    "model": "recursive_models.agents:ModelAgent",
+}
+
+
+def register_agent(name: str, entry_point: Callable[..., Agent] | str) -> None:
+    """Make ``name`` playable by `make_agent` / ``python -m puzzles.play --agent NAME``."""
+    AGENTS[name] = entry_point
+
+
+def agent_class(name: str) -> Callable[..., Agent]:
+    """The factory registered as ``name``, importing its module if it is an entry-point string."""
+    if name not in AGENTS:
+        raise PuzzleError(f"unknown agent {name!r}; registered agents: {sorted(AGENTS)}")
+    entry = AGENTS[name]
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        entry = getattr(importlib.import_module(module), attr)
+        AGENTS[name] = entry
+    return entry
+
+
+def make_agent(name: str, kind: str, **kwargs: Any) -> Agent:
+    """``agent_class(name)(kind, **kwargs)``: the agent ``name`` for the env kind ``kind``."""
+    return agent_class(name)(kind, **kwargs)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from puzzles.agents import MOVE_NAMES, HumanAgent, ModelAgent, SolverAgent, env_kind, sudoku_grid
+from puzzles.agents import AGENTS, MOVE_NAMES, HumanAgent, SolverAgent, env_kind, make_agent, sudoku_grid
 from puzzles.errors import PuzzleError
 
 SOLVED_RESULTS = ("solved", "goal")
@@ -104,14 +104,15 @@ def play(args: argparse.Namespace, read=input, write=print) -> dict:
     """Run one episode as the arguments say; returns the summary (also printed)."""
     env = make_env(args)
     kind = env_kind(env)
-    if args.agent == "model":
-        if not args.checkpoint:
-            raise PuzzleError("--agent model needs --checkpoint RUN_DIR (a recursive_models run or checkpoint)")
-        agent: Any = ModelAgent(kind, args.checkpoint, device=args.device)
+    if args.agent == "human":
+        agent: Any = HumanAgent(kind, read=read, write=write)
     elif args.agent == "solver":
         agent = SolverAgent(kind)
     else:
-        agent = HumanAgent(kind, read=read, write=write)
+        # Any other registered agent plays a checkpoint (`puzzles.agents.AGENTS`; "model" is recursive_models').
+        if not args.checkpoint:
+            raise PuzzleError(f"--agent {args.agent} needs --checkpoint RUN_DIR (a recursive_models run or checkpoint)")
+        agent = make_agent(args.agent, kind, checkpoint=args.checkpoint, device=args.device)
     hinter = SolverAgent(kind)
     obs, info = env.reset(seed=args.seed)
     n = env.unwrapped.size if kind != "sudoku" else math.isqrt(np.asarray(obs).size)
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None, read=input, write=print) -> int:
     """Parse arguments and play one episode."""
     p = argparse.ArgumentParser(prog="python -m puzzles.play", description=__doc__.splitlines()[0])
     p.add_argument("game", choices=["sudoku", "maze"])
-    p.add_argument("--agent", choices=["human", "solver", "model"], default="human")
+    p.add_argument("--agent", choices=sorted(AGENTS), default="human", help="who plays (puzzles.agents.AGENTS)")
     p.add_argument("--checkpoint", help="recursive_models run directory or checkpoint (for --agent model)")
     p.add_argument("--seed", type=int, default=0, help="which puzzle to draw (reproducible)")
     p.add_argument("--source", help="dataset folder or CSV to draw puzzles from (default: the generator)")

@@ -5,6 +5,11 @@ key or a value of the wrong type fails when the config is composed, before anyth
 
     python -m recursive_models.train trainer.lr2=1e-3
     # -> Could not override 'trainer.lr2'. ... Key 'lr2' not in 'TrainerConfig'
+    python -m recursive_models.train +trainer.stpes=10
+    # -> error: unknown config key trainer.stpes: TrainerSection has no such field (did you mean trainer.steps?)
+
+Hydra's ``+`` appends a key even to a typed section, so `check_schema` (called by both trainers before anything
+runs) refuses keys the schema does not declare.
 
 Groups: ``model`` (trm, hrm, attractor, transformer), ``size`` (tiny, 7m, 27m), ``task`` (sudoku6, maze-small,
 sudoku-extreme, maze-hard) and ``experiment`` (paper reproductions). Architecture fields left ``None`` come
@@ -128,6 +133,40 @@ class TrainConfig:
     task: TaskSection = field(default_factory=TaskSection)
     trainer: TrainerSection = field(default_factory=TrainerSection)
     experiment: str | None = None
+
+
+def check_schema(cfg: Any) -> None:
+    """Refuse keys that no schema field declares, anywhere in a composed config.
+
+    Hydra's struct mode already refuses ``trainer.stpes=10``, but its append syntax ``+trainer.stpes=10`` adds
+    the key on purpose, and the trainer would silently ignore it. This walks every section typed by a dataclass
+    (`TrainConfig` here, `recursive_models.lm.config.LMTrainConfig` for the LM trainer) and names the first
+    unknown key; free-form sections typed ``dict`` (the LM's ``model.overrides``) are left to their own checks.
+
+    Raises:
+        ValueError: one line naming the key and the closest field.
+    """
+    import dataclasses
+    import difflib
+
+    from omegaconf import DictConfig, OmegaConf
+
+    def walk(node: DictConfig, prefix: str) -> None:
+        schema = OmegaConf.get_type(node)
+        if dataclasses.is_dataclass(schema):
+            known = [f.name for f in dataclasses.fields(schema)]
+            for key in node.keys():
+                if key not in known:
+                    close = difflib.get_close_matches(str(key), known, n=1)
+                    hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+                    raise ValueError(f"unknown config key {prefix}{key}: {schema.__name__} has no such field{hint}")
+        for key in node.keys():
+            child = node._get_node(key)  # the node itself: reading the value would resolve interpolations
+            if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
+                walk(child, f"{prefix}{key}.")
+
+    if isinstance(cfg, DictConfig):
+        walk(cfg, "")
 
 
 def register_configs() -> None:

@@ -9,7 +9,7 @@ Walks ``RUNS_DIR`` recursively for run folders (a folder holding ``results.json`
 
 * ``report.csv``: one row per run (``source`` = ``measured``) with its final evaluation, parameters, steps,
   samples, training FLOPs and wall time, device, precision and seed, plus the papers' published numbers for the
-  same tasks (``source`` = ``reported``, from `leaderboard.tasks`; not measured here);
+  same tasks (``source`` = ``reported``, from `recursive_models.reported`; not measured here);
 * ``seeds.csv``: runs of the same (model, size, task) aggregated over seeds (mean, std, n);
 * ``report.md``: both tables, readable (``6.83M`` parameters, ``74.7 ± 2.0`` % accuracy);
 * ``accuracy_vs_parameters.png``, ``accuracy_vs_flops.png``, ``accuracy_vs_minutes.png``: exact accuracy with
@@ -42,6 +42,8 @@ from typing import Any
 
 import pandas as pd
 from tqdm import tqdm
+
+from recursive_models.reported import REPORTED as PUBLISHED
 
 log = logging.getLogger(__name__)
 
@@ -331,17 +333,13 @@ def collect_runs(runs_dir: str | os.PathLike, *, progress: bool | None = None) -
 
 
 def reported_rows(tasks: Iterable[str]) -> pd.DataFrame:
-    """The papers' published numbers for ``tasks`` (from `leaderboard.tasks`), as ``source = reported`` rows.
+    """The papers' published numbers for ``tasks`` (`recursive_models.reported`), as ``source = reported`` rows.
 
     Tasks without published numbers (the CPU presets) give no rows.
     """
-    from leaderboard.tasks import TASKS, get_task
-
     rows = []
     for task in sorted({t for t in tasks if isinstance(t, str)}):
-        if task not in TASKS:
-            continue
-        for name, model, parameters, accuracy, reference in get_task(task).reported:
+        for name, model, parameters, accuracy, reference in PUBLISHED.get(task, ()):
             rows.append(
                 {
                     "source": REPORTED,
@@ -420,10 +418,19 @@ def _missing(v: Any) -> bool:
 
 
 def human_count(n: float) -> str:
-    """A count to three significant figures with a K/M/B suffix (`leaderboard.export.human_params`)."""
-    from leaderboard.export import human_params
+    """A count to three significant figures with a K/M/B suffix: 263000 -> "263K", 6830000 -> "6.83M".
 
-    return human_params(n)
+    Also the board's parameter format (`leaderboard.export.human_params` is this function).
+    """
+    n = float(n)
+    if abs(n) < 999.5:
+        return f"{n:.0f}"
+    for scale, suffix in ((1e3, "K"), (1e6, "M"), (1e9, "B")):
+        v = n / scale
+        if abs(v) < 999.5 or suffix == "B":  # 999_999 reads "1.00M", not "1000K"
+            decimals = 2 if abs(v) < 9.995 else 1 if abs(v) < 99.95 else 0
+            return f"{v:.{decimals}f}{suffix}"
+    raise AssertionError("unreachable")
 
 
 def _tick_count(v: float) -> str:
@@ -692,7 +699,7 @@ def write_report(
         "# Training runs",
         "",
         f"{n_measured} measured run(s). Measured rows: the final evaluation of each run (exact accuracy ± its "
-        "bootstrap standard error). Reported rows: the papers' published numbers (`leaderboard/tasks.py`), not "
+        "bootstrap standard error). Reported rows: the papers' published numbers (`recursive_models/reported.py`), not "
         "measured here.",
         "",
         format_markdown(table),

@@ -48,7 +48,7 @@ from puzzles.data import EpochShuffleSampler, PuzzleDataset
 from puzzles.errors import DatasetError
 from recursive_models.base import Carry, RecursiveModel
 from recursive_models.checkpoint import TRAINER_STATE, find_checkpoint, git_commit, read_meta, save_checkpoint
-from recursive_models.config import model_overrides
+from recursive_models.config import check_schema, model_overrides
 from recursive_models.evaluation import autocast_for, evaluate
 from recursive_models.layers import ReasoningModule
 from recursive_models.losses import LOSS_TYPES, act_loss
@@ -106,8 +106,8 @@ def ensure_dataset(task: Any, progress: bool = True) -> Path:
     if not ok:
         from puzzles.build import build
 
-        log.info("building %s into %s (cached for later runs)", task.name, root)
-        print(f"building dataset {task.name} into {root} (first run only)", file=sys.stderr)
+        # Said once, through logging (the CLIs show recursive_models' INFO lines); a print as well doubled it.
+        log.info("building dataset %s into %s (first run only, cached for later runs)", task.name, root)
         build(task.name, root, train=task.train, test=task.test, aug=task.aug, seed=task.build_seed, progress=progress)
     return root
 
@@ -310,6 +310,7 @@ def _carry_from(states: list[dict], device: torch.device) -> list[Carry]:
 
 
 def _check_config(cfg: Any) -> None:
+    check_schema(cfg)  # first: a key the schema does not know (`+trainer.stpes=10`) would be ignored below
     t = cfg.trainer
     if cfg.model.loss_type not in LOSS_TYPES:
         raise ValueError(f"model.loss_type must be one of {LOSS_TYPES}, got {cfg.model.loss_type!r}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from puzzles import build, data, maze, maze_generator, sudoku_generator, verify
@@ -46,3 +49,23 @@ def test_maze_cli_reads_stdin(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("S #\n   \n  X\n"))
     assert maze.main([]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "loaded"),
+    [
+        ("leaderboard", ["--help"], "leaderboard.cli"),
+        ("leaderboard", ["submit", "--help"], "leaderboard.cli"),
+        ("leaderboard", ["submit", "--bogus"], "leaderboard.cli"),
+        ("puzzles.play", ["--help"], "puzzles.agents"),
+        ("puzzles.play", ["chess"], "puzzles.agents"),
+    ],
+)
+def test_help_and_bad_arguments_do_not_import_torch(module, argv, loaded):
+    # `--help` and argument errors must answer at once: torch (seconds to import) only where a command needs it.
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", module, *argv], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode in (0, 2), out.stderr[-2000:]
+    imported = {ln.rsplit("|", 1)[-1].strip() for ln in out.stderr.splitlines() if ln.startswith("import time")}
+    assert loaded in imported and "torch" not in imported

@@ -294,3 +294,26 @@ def test_every_model_and_variant_scores(tmp_path, board, model, variant):
     res = submit(run, "sudoku6", name=f"{model}-{variant}", db=board, limit=8, progress=False)
     assert res.created and res.row["count"] == 8 and res.row["model"] == model
     assert (res.row["solver_iters_mean"] is not None) == (model == "attractor")
+
+
+def test_global_options_work_before_and_after_the_subcommand(tmp_path, monkeypatch, capsys):
+    # git-style: `submit ... --db X` as well as `--db X submit ...`; nothing lands in the working folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LEADERBOARD_DB", raising=False)
+    before, after = tmp_path / "before.db", tmp_path / "after.db"
+    assert cli.main(["--db", str(before), "show"]) == 0
+    assert cli.main(["show", "--db", str(after), "--task", "sudoku6"]) == 0
+    assert cli.main(["--db", str(before), "remove", "7", "--db", str(after)]) == 2  # the later one wins
+    assert "no score with id 7" in capsys.readouterr().err
+    assert before.is_file() and after.is_file()
+    assert not (tmp_path / "leaderboard.db").exists()
+    assert cli.main(["token", "list", "--db", str(after)]) == 0
+
+
+def test_the_default_database_and_its_folders_are_ignored_by_git():
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = ["leaderboard.db", "leaderboard.db-wal", "leaderboard.db.files/x.safetensors", "leaderboard.db.spool/j/x"]
+    out = subprocess.run(["git", "check-ignore", *paths], cwd=root, capture_output=True, text=True)
+    assert out.stdout.split() == paths

@@ -112,6 +112,11 @@ def test_typos_fail_before_training(corpus: Path, tmp_path: Path) -> None:
         _cfg(corpus, tmp_path, "model=gtp")
     with pytest.raises(ValueError, match="n_layer"):
         train(_cfg(corpus, tmp_path, "+model.overrides.n_layer=2"))
+    # Hydra's append syntax passes struct mode; the schema check refuses it for every typed section.
+    with pytest.raises(ValueError, match=r"trainer\.stpes: LMTrainerSection has no such field.*trainer\.steps"):
+        train(_cfg(corpus, tmp_path, "+trainer.stpes=10"))
+    with pytest.raises(ValueError, match=r"unknown config key data\.vocab: LMDataSection"):
+        train(_cfg(corpus, tmp_path, "+data.vocab=3"))
     with pytest.raises(ValueError, match=r"trainer\.optimizer='adam' is not one of muon_adamw, adamw"):
         train(_cfg(corpus, tmp_path, "trainer.optimizer=adam"))
     with pytest.raises(ValueError, match=r"trainer.cooldown_frac=2.0 must be within \[0, 1\]"):

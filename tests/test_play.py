@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 import puzzles  # noqa: F401 -- registers the envs
-from puzzles.agents import ModelAgent, SolverAgent, env_kind, parse_move
+from puzzles.agents import SolverAgent, env_kind, parse_move
 from puzzles.errors import PuzzleError
 from puzzles.play import main
+from recursive_models.agents import ModelAgent
 
 ROOT = Path(__file__).resolve().parents[1]
 CKPT = Path(__file__).parent / "data" / "checkpoints" / "attractor-tiny-sudoku6"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -154,6 +155,20 @@ def test_budgets_stop_runs_and_results_describe_them(sudoku6_dir: Path, tmp_path
         train(_cfg(sudoku6_dir, tmp_path / "bad", "trainer.max_minutes=0"))
 
 
+def test_the_dataset_build_is_announced_once(tmp_path: Path, capsys, caplog) -> None:
+    import logging
+    from types import SimpleNamespace
+
+    from recursive_models.trainer import ensure_dataset
+
+    caplog.set_level(logging.INFO, logger="recursive_models")
+    task = SimpleNamespace(name="sudoku6", data_dir=None, cache_dir=str(tmp_path), train=4, test=2, aug=0, build_seed=0)
+    root = ensure_dataset(task, progress=False)
+    said = [r.getMessage() for r in caplog.records if "building dataset" in r.getMessage()]
+    said += [ln for ln in capsys.readouterr().err.splitlines() if "building dataset" in ln]
+    assert said == [f"building dataset sudoku6 into {root} (first run only, cached for later runs)"]
+
+
 def test_lr_schedule_follows_the_budget() -> None:
     # Without a budget the cosine runs on steps; a budget further along moves it ahead.
     assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)  # warmup
@@ -171,6 +186,33 @@ def test_config_typo_fails_at_composition() -> None:
             compose("config", overrides=["model=tmr"])
         with pytest.raises(ConfigCompositionException):
             compose("config", overrides=["trainer.steps=many"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+trainer.stpes=10", "trainer.stpes: TrainerSection has no such field (did you mean trainer.steps?)"),
+        ("+task.trian=5", "task.trian: TaskSection has no such field (did you mean task.train?)"),
+        ("+model.solver.max_iters=4", "model.solver.max_iters: SolverOverrides has no such field"),
+        ("+epochs=3", "unknown config key epochs: TrainConfig has no such field"),
+    ],
+)
+def test_an_appended_unknown_key_is_refused(override: str, message: str, tmp_path: Path) -> None:
+    # Hydra's `+key=value` appends past struct mode; the trainer must refuse it, not ignore it.
+    with initialize_config_module("recursive_models.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[override, f"trainer.out_dir={tmp_path / 'run'}"])
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_cli_refuses_an_appended_unknown_key_in_one_line(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "recursive_models.train", "+trainer.stpes=10", f"trainer.out_dir={tmp_path}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == [
+        "error: unknown config key trainer.stpes: TrainerSection has no such field (did you mean trainer.steps?)"
+    ]
 
 
 def test_every_shipped_config_composes_and_builds() -> None:

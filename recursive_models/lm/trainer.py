@@ -33,6 +33,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from recursive_models.checkpoint import find_checkpoint, git_commit, read_meta, save_checkpoint
+from recursive_models.config import check_schema
 from recursive_models.evaluation import autocast_for
 from recursive_models.lm.optim import apply_schedule, build_optimizer, check_recipe
 from recursive_models.trainer import MetricsLogger, resolve_device, resolve_precision
@@ -136,6 +137,7 @@ def train(cfg: Any, callback=None) -> dict:
     from recursive_models.lm.registry import lm_from_config, resolve_lm_config
 
     t0 = time.time()
+    check_schema(cfg)  # an appended key the schema does not know (`+trainer.stpes=10`) is refused, not ignored
     t, d = cfg.trainer, cfg.data
     check_recipe(t)
     if t.threads:
