@@ -91,8 +91,11 @@ def _record(path: Path, results: dict, key: str, entry: dict) -> dict:
     (one per core) can score into one ``--out`` without losing each other's results.
     """
     import fcntl
+    import tempfile
 
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+    # the lock lives beside no result (a results folder is committed): one per --out, in the temp folder
+    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"lm_eval_lambada-{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         current = json.loads(path.read_text()) if path.is_file() else {}
         merged = {**current, **{k: v for k, v in results.items() if k != "runs"}}

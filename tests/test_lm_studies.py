@@ -129,3 +129,4 @@ def test_lambada_results_from_two_processes_merge(tmp_path: Path) -> None:
     final = json.loads(out.read_text())
     assert sorted(final["runs"]) == ["x|T=default", "y|T=default", "z|T=default"]
     assert final["summary"]["gpt|T=default"]["n"] == 3 and final["summary"]["gpt|T=default"]["mean"] == 0.25
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no lock or temp file beside the results
