@@ -48,7 +48,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from leaderboard.db import Board, jobs, now, scores, tokens, uploads
-from leaderboard.scoring import keep_copy, score_staged, split_of, store_dir
+from leaderboard.scoring import board_folder, keep_copy, score_staged, split_of, store_dir
 from leaderboard.tasks import TaskSpec, data_fingerprint, default_data_root, get_task, prepare_test_data
 from leaderboard.validate import Limits, SubmissionError, inspect_submission, stage_submission
 from leaderboard.worker import WorkerLimits
@@ -160,12 +160,9 @@ def spool_dir(board: Board, spool: str | os.PathLike | None = None) -> Path:
     Raises:
         ValueError: a server database without a spool folder given (workers elsewhere must share one).
     """
-    if spool is not None:
-        return Path(spool)
-    if os.environ.get(SPOOL_ENV):
-        return Path(os.environ[SPOOL_ENV])
-    if board.sqlite:
-        return Path(board.url.removeprefix("sqlite:///") + ".spool")
+    folder = board_folder(board, spool, SPOOL_ENV, ".spool")
+    if folder is not None:
+        return folder
     raise ValueError(f"with a database server, pass --spool (or ${SPOOL_ENV}): a folder every worker can read")
 
 

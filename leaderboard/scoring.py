@@ -192,12 +192,20 @@ def score(
 
 def store_dir(board: Board, store: str | os.PathLike | None = None) -> Path | None:
     """Where submissions are kept: ``store``, ``$LEADERBOARD_STORE``, or ``<sqlite file>.files``."""
-    if store is not None:
-        return Path(store)
-    if os.environ.get(STORE_ENV):
-        return Path(os.environ[STORE_ENV])
+    return board_folder(board, store, STORE_ENV, ".files")
+
+
+def board_folder(board: Board, given: str | os.PathLike | None, env: str, suffix: str) -> Path | None:
+    """A folder that belongs to a board: ``given``, else ``$env``, else ``<sqlite file><suffix>``.
+
+    None for a database server with neither.
+    """
+    if given is not None:
+        return Path(given)
+    if os.environ.get(env):
+        return Path(os.environ[env])
     if board.sqlite:
-        return Path(board.url.removeprefix("sqlite:///") + ".files")
+        return Path(board.url.removeprefix("sqlite:///") + suffix)
     return None
 
 

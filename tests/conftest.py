@@ -9,6 +9,22 @@ import numpy as np
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: the vocabulary of the LM tests' synthetic corpus
+LM_WORDS = "the king queen lord crown night sword love death friend speak thou thee art hath doth fair".split()
+
+
+def write_synthetic_works(root: Path, lines_per_work: int, works: int = 6) -> Path:
+    """``root/work{i}.txt``: ``works`` small 'works' of ``lines_per_work`` random sentences of `LM_WORDS` (seed 0).
+
+    The LM tests' corpus; the same arguments always write the same bytes (recorded losses depend on them).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(works):
+        lines = [" ".join(rng.choice(LM_WORDS, size=int(rng.integers(3, 9)))).capitalize() + "."
+                 for _ in range(lines_per_work)]  # fmt: skip
+        (root / f"work{i}.txt").write_text("\n".join(lines) + "\n")
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import LM_WORDS, write_synthetic_works
 
 lm_eval = pytest.importorskip("lm_eval")
 
@@ -30,7 +31,7 @@ from recursive_models.lm.lm_eval_model import AttractorSuiteLM, LMEvalArgError  
 from recursive_models.lm.registry import LM_MODELS, build_lm  # noqa: E402
 
 SEQ_LEN = 32
-WORDS = "the king queen lord crown night sword love death friend speak thou thee art hath doth fair".split()
+WORDS = LM_WORDS
 OFFLINE = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 
 
@@ -38,11 +39,7 @@ OFFLINE = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 def corpus(tmp_path_factory) -> Path:
     """A prepared folder of six synthetic 'works' (two held out), vocabulary 300."""
     root = tmp_path_factory.mktemp("lmevalcorpus")
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(3, 9)))).capitalize() + "." for _ in range(200)]
-        (root / "txt" / f"work{i}.txt").parent.mkdir(exist_ok=True)
-        (root / "txt" / f"work{i}.txt").write_text("\n".join(lines) + "\n")
+    write_synthetic_works(root / "txt", 200)
     return prepare_corpus("files", paths=[root / "txt"], vocab_size=300, val_fraction=0.34,
                           cache_dir=root / "cache", progress=False)  # fmt: skip
 

@@ -14,25 +14,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import write_synthetic_works
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import lm_eval_lambada  # noqa: E402
 import seeded_study  # noqa: E402
 
-WORDS = "the king queen lord crown night sword love death friend speak thou thee art hath doth fair".split()
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("studycorpus")
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(3, 9)))).capitalize() + "." for _ in range(200)]
-        (root / f"work{i}.txt").write_text("\n".join(lines) + "\n")
-    return root
+    return write_synthetic_works(tmp_path_factory.mktemp("studycorpus"), 200)
 
 
 def _toy(corpus: Path, cache: Path) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_synthetic_works
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError
@@ -29,19 +30,13 @@ RECORDED = Path(__file__).parent / "data" / "recorded_lm_losses.json"
 #: the torch the losses were recorded with (the README's CPU build); another release may initialise the weights
 #: differently (torch 2.11's trunc_normal_ draws other values from the same seed), so there only the run is checked
 RECORDED_TORCH = "2.13."
-WORDS = "the king queen lord crown night sword love death friend speak thou thee art hath doth fair".split()
 register_lm_configs()
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """Six small synthetic 'works'."""
-    root = tmp_path_factory.mktemp("lmcorpus")
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(3, 9)))).capitalize() + "." for _ in range(300)]
-        (root / f"work{i}.txt").write_text("\n".join(lines) + "\n")
-    return root
+    return write_synthetic_works(tmp_path_factory.mktemp("lmcorpus"), 300)
 
 
 def _cfg(corpus: Path, out: Path, *extra: str):
