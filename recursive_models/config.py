@@ -123,6 +123,8 @@ class TrainerSection:
     tensorboard: bool = False
     progress: bool = True
     threads: int | None = None
+    # ours: on CPU, probe a few examples first; refuse a run that would not fit in memory, announce a long one
+    preflight: bool = True
 
 
 @dataclass

@@ -4,7 +4,8 @@
     python -m recursive_models.report runs --out results/ --task sudoku-extreme
 
 Walks ``RUNS_DIR`` recursively for run folders (a folder holding ``results.json``, which
-`recursive_models.trainer.train` writes when a run finishes) and writes into ``--out`` (default
+`recursive_models.trainer.train` and `recursive_models.lm.trainer.train` write when a run finishes; LM runs are
+reported by validation perplexity, ``val/ppl``, with ``perplexity_vs_*.png`` plots) and writes into ``--out`` (default
 ``RUNS_DIR/report/``):
 
 * ``report.csv``: one row per run (``source`` = ``measured``) with its final evaluation, parameters, steps,
@@ -52,6 +53,10 @@ FAILED = "error.txt"  # what a failed run of a sweep leaves instead (recursive_m
 MEASURED, REPORTED = "measured", "reported"
 # Metrics copied from results.json (the evaluation of the final weights).
 EVAL_FIELDS = ("eval/exact_accuracy", "eval/exact_accuracy_se", "eval/cell_accuracy", "eval/count", "eval/reportable")
+# The language-model runs' metrics (`recursive_models.lm.trainer`: validation perplexity of the final weights).
+LM_FIELDS = ("val/ppl", "val/loss", "val/tokens")
+# What a finished run must have one of: a puzzle run's accuracy or an LM run's perplexity.
+PRIMARY = ("eval/exact_accuracy", "val/ppl")
 # The fields of results.json's "run" section, in table order.
 RUN_FIELDS = (
     "model",
@@ -82,6 +87,7 @@ COLUMNS = (
     "task",
     "parameters",
     *EVAL_FIELDS,
+    *LM_FIELDS,
     "eval/solver_nstep_mean",  # solver iterations per supervision step at evaluation (Attractor)
     *(f for f in RUN_FIELDS if f not in ("model", "size", "task")),  # solver_nstep_mean: the same, in training
     "minutes",  # the whole training process (data, evaluation and checkpoints included)
@@ -89,7 +95,7 @@ COLUMNS = (
 STRING_COLUMNS = ("source", "run", "name", "reference", "model", "size", "task", "device", "precision", "stopped_by")
 BOOL_COLUMNS = ("eval/reportable",)
 # Whole numbers: kept as float64 in the DataFrame (NaN when unknown), written to CSV without a trailing ".0".
-INT_COLUMNS = ("parameters", "eval/count", "steps", "batch_size", "samples", "seed", "world")
+INT_COLUMNS = ("parameters", "eval/count", "val/tokens", "steps", "batch_size", "samples", "seed", "world")
 GROUP_KEYS = ("model", "size", "task")
 PROGRESS_MIN_RUNS = 20  # show a progress bar from this many runs on
 _MISSING = "-"  # an unknown value in the markdown tables
@@ -225,8 +231,8 @@ def read_run(results_path: str | os.PathLike, runs_dir: str | os.PathLike | None
         runs_dir: the ``run`` column is the run folder relative to this (default: the folder as given).
 
     Raises:
-        ValueError: the file is not a JSON object with a numeric ``eval/exact_accuracy``, or a field has the
-            wrong type (the message names it).
+        ValueError: the file is not a JSON object with a numeric ``eval/exact_accuracy`` (a puzzle run) or
+            ``val/ppl`` (a language-model run), or a field has the wrong type (the message names it).
         OSError: the file cannot be read.
     """
     path = Path(results_path)
@@ -237,8 +243,8 @@ def read_run(results_path: str | os.PathLike, runs_dir: str | os.PathLike | None
         raise ValueError(f"not valid JSON ({e})") from e
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    if "eval/exact_accuracy" not in data:
-        raise ValueError("no eval/exact_accuracy (not a finished training run?)")
+    if not any(k in data for k in PRIMARY):
+        raise ValueError("no eval/exact_accuracy or val/ppl (not a finished training run?)")
     run = data.get("run", {})
     if not isinstance(run, dict):
         raise ValueError(f"'run' should be an object, got {type(run).__name__}")
@@ -255,7 +261,7 @@ def read_run(results_path: str | os.PathLike, runs_dir: str | os.PathLike | None
     for col in COLUMNS:
         if col in row:
             continue
-        if col in EVAL_FIELDS or col == "minutes":
+        if col in EVAL_FIELDS or col in LM_FIELDS or col == "minutes":
             value, field = data.get(col), col
         elif col == "eval/solver_nstep_mean":
             value, field = data.get("solver/nstep_mean"), "solver/nstep_mean"
@@ -269,8 +275,8 @@ def read_run(results_path: str | os.PathLike, runs_dir: str | os.PathLike | None
             row[col] = math.nan if value is None else value
         else:
             row[col] = _number(value, field)
-    if math.isnan(row["eval/exact_accuracy"]):
-        raise ValueError("eval/exact_accuracy is null")
+    if all(math.isnan(row[k]) for k in PRIMARY):
+        raise ValueError(" and ".join(k for k in PRIMARY if k in data) + " is null")
     # Fields the trainer adds to the run section later (e.g. peak memory) are kept as extra columns.
     for k, v in run.items():
         if k not in row and k not in RUN_FIELDS and (v is None or isinstance(v, str | int | float | bool)):
@@ -370,7 +376,7 @@ def with_reported(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def aggregate_seeds(df: pd.DataFrame, by: Sequence[str] = GROUP_KEYS) -> pd.DataFrame:
-    """Measured runs grouped by ``by`` (default model, size, task): n, seeds, accuracy mean and std over runs.
+    """Measured runs grouped by ``by`` (default model, size, task): n, seeds, accuracy (or perplexity) mean and std.
 
     ``std`` is the sample standard deviation (NaN for a single run). Other numeric columns are averaged over
     the runs that know them.
@@ -384,6 +390,8 @@ def aggregate_seeds(df: pd.DataFrame, by: Sequence[str] = GROUP_KEYS) -> pd.Data
         "eval/exact_accuracy_mean",
         "eval/exact_accuracy_std",
         "eval/cell_accuracy_mean",
+        "val/ppl_mean",
+        "val/ppl_std",
         "samples_mean",
         "train_flops_mean",
         "train_minutes_mean",
@@ -401,6 +409,8 @@ def aggregate_seeds(df: pd.DataFrame, by: Sequence[str] = GROUP_KEYS) -> pd.Data
                 "eval/exact_accuracy_mean": acc.mean(),
                 "eval/exact_accuracy_std": acc.std(ddof=1),
                 "eval/cell_accuracy_mean": g["eval/cell_accuracy"].mean(),
+                "val/ppl_mean": g["val/ppl"].mean(),
+                "val/ppl_std": g["val/ppl"].std(ddof=1),
                 "samples_mean": g["samples"].mean(),
                 "train_flops_mean": g["train_flops"].mean(),
                 "train_minutes_mean": g["train_minutes"].mean(),
@@ -453,6 +463,10 @@ def _pct(x: float, err: float = math.nan) -> str:
     return f"{100 * x:.1f}%" if _missing(err) else f"{100 * x:.1f} ± {100 * err:.1f}%"
 
 
+def _pm(x: float, err: float = math.nan) -> str:
+    return f"{x:.2f}" if _missing(err) else f"{x:.2f} ± {err:.2f}"
+
+
 def _run_label(r: pd.Series) -> Any:
     if r.get("source") == REPORTED:
         return f"{r['name']} ({r['reference']})" if not _missing(r.get("reference")) else r.get("name")
@@ -480,6 +494,9 @@ _MD_COLUMNS: tuple[tuple[str, str, _Cell], ...] = (
     ("cell acc.", "eval/cell_accuracy", lambda r: _pct(r["eval/cell_accuracy"])),
     ("cell acc. (mean)", "eval/cell_accuracy_mean", lambda r: _pct(r["eval/cell_accuracy_mean"])),
     ("test n", "eval/count", lambda r: f"{int(r['eval/count'])}"),
+    ("val ppl", "val/ppl", lambda r: f"{r['val/ppl']:.2f}"),
+    ("val ppl (mean ± std)", "val/ppl_mean", lambda r: _pm(r["val/ppl_mean"], r.get("val/ppl_std"))),
+    ("val tokens", "val/tokens", lambda r: human_count(r["val/tokens"])),
     ("reportable", "eval/reportable", lambda r: "yes" if r["eval/reportable"] else "no"),
     ("steps", "steps", lambda r: f"{int(r['steps'])}"),
     ("samples", "samples", lambda r: human_count(r["samples"])),
@@ -554,6 +571,13 @@ PLOTS = {
 }
 
 
+# y metric -> (axis label, scale, standard-error column, log scale, file-name word): puzzles' accuracy, LMs' perplexity
+METRICS = {
+    "eval/exact_accuracy": ("exact accuracy (%)", 100.0, "eval/exact_accuracy_se", False, "accuracy"),
+    "val/ppl": ("validation perplexity", 1.0, None, True, "perplexity"),
+}
+
+
 def _model_styles(models: Iterable[str]) -> dict[str, tuple[str, str]]:
     styles, extra = {}, iter(_EXTRA_STYLES * 10)
     for m in sorted({m for m in models if isinstance(m, str)}, key=lambda m: (m not in MODEL_STYLE, m)):
@@ -561,8 +585,10 @@ def _model_styles(models: Iterable[str]) -> dict[str, tuple[str, str]]:
     return styles
 
 
-def plot_accuracy(df: pd.DataFrame, x: str):
+def plot_accuracy(df: pd.DataFrame, x: str, metric: str = "eval/exact_accuracy"):
     """Exact accuracy (%) against column ``x`` (a key of `PLOTS`): one panel per task, one style per model.
+
+    ``metric="val/ppl"`` plots language-model runs' validation perplexity instead (log scale; no reported rows).
 
     Measured runs are filled markers with standard-error bars; reported rows (which have parameters only) are
     hollow markers named after the paper's model. Built on `matplotlib.figure.Figure` (Agg canvas), so it
@@ -576,7 +602,8 @@ def plot_accuracy(df: pd.DataFrame, x: str):
     from matplotlib.ticker import FuncFormatter
 
     label, log_x, _ = PLOTS[x]
-    ok = df[x].notna() & df["eval/exact_accuracy"].notna()
+    y_label, scale, se_col, log_y, _ = METRICS[metric]
+    ok = df[x].notna() & df[metric].notna()
     if log_x:
         ok &= df[x] > 0  # a log axis cannot show zero
     measured = df[ok & (df["source"] == MEASURED)]
@@ -591,11 +618,11 @@ def plot_accuracy(df: pd.DataFrame, x: str):
         for model, (color, marker) in styles.items():
             m = measured[(measured["task"] == task) & (measured["model"] == model)]
             if len(m):
-                se = m["eval/exact_accuracy_se"].fillna(0.0)
+                se = m[se_col].fillna(0.0) if se_col else 0.0 * m[metric]
                 ax.errorbar(
                     m[x],
-                    100 * m["eval/exact_accuracy"],
-                    yerr=100 * se,
+                    scale * m[metric],
+                    yerr=scale * se,
                     fmt=marker,
                     color=color,
                     capsize=3,
@@ -607,7 +634,7 @@ def plot_accuracy(df: pd.DataFrame, x: str):
             if len(r):
                 ax.scatter(
                     r[x],
-                    100 * r["eval/exact_accuracy"],
+                    scale * r[metric],
                     marker=marker,
                     s=60,
                     facecolors="none",
@@ -618,7 +645,7 @@ def plot_accuracy(df: pd.DataFrame, x: str):
                 for _, row in r.iterrows():
                     ax.annotate(
                         row["name"],
-                        (row[x], 100 * row["eval/exact_accuracy"]),
+                        (row[x], scale * row[metric]),
                         textcoords="offset points",
                         xytext=(6, 4),
                         fontsize=7,
@@ -631,10 +658,13 @@ def plot_accuracy(df: pd.DataFrame, x: str):
         if x == "parameters":
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _tick_count(v)))
         ax.margins(x=0.15)  # room for the reported models' names right of their markers
-        ax.set_ylim(-3, 103)
+        if log_y:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(-3, 103)
         ax.set_title(task)
         ax.set_xlabel(label)
-        ax.set_ylabel("exact accuracy (%)")
+        ax.set_ylabel(y_label)
         ax.grid(True, which="major", alpha=0.3)
     # One legend for the figure: a filled marker per model, one hollow marker explaining "reported".
     handles = [
@@ -670,7 +700,8 @@ def write_report(
     Returns:
         the files written: ``csv`` (report.csv), ``seeds_csv`` (seeds.csv), ``markdown`` (report.md) and
         ``plot_parameters`` / ``plot_flops`` / ``plot_minutes`` for each plot with data (a plot none of the
-        runs has an x value for, e.g. FLOPs of old runs, is not written).
+        runs has an x value for, e.g. FLOPs of old runs, is not written); language-model runs add
+        ``plot_perplexity_parameters`` / ``..._flops`` / ``..._minutes`` (``perplexity_vs_*.png``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -683,13 +714,17 @@ def write_report(
     _csv(seeds, paths["seeds_csv"])
 
     figures = []
-    if plots:
+    for metric, (*_, word) in METRICS.items() if plots else ():
+        if not table[metric].notna().any():
+            continue
         for x, (_, _, stem) in PLOTS.items():
-            fig = plot_accuracy(table, x)
+            stem = stem.replace("accuracy", word)
+            fig = plot_accuracy(table, x, metric)
             if fig is None:
                 log.info("no run records %s; %s.png not written", x, stem)
                 continue
-            key = "plot_" + {"parameters": "parameters", "train_flops": "flops", "train_minutes": "minutes"}[x]
+            key = "plot_" + ("" if word == "accuracy" else f"{word}_")
+            key += {"parameters": "parameters", "train_flops": "flops", "train_minutes": "minutes"}[x]
             paths[key] = out / f"{stem}.png"
             fig.savefig(paths[key], dpi=120)
             figures.append(paths[key].name)
@@ -699,13 +734,14 @@ def write_report(
         "# Training runs",
         "",
         f"{n_measured} measured run(s). Measured rows: the final evaluation of each run (exact accuracy ± its "
-        "bootstrap standard error). Reported rows: the papers' published numbers (`recursive_models/reported.py`), not "
-        "measured here.",
+        "bootstrap standard error; language-model runs: the validation perplexity). Reported rows: the papers' "
+        "published numbers (`recursive_models/reported.py`), not measured here.",
         "",
         format_markdown(table),
         "## Seeds",
         "",
-        "Runs of the same model, size and task: exact accuracy mean ± sample standard deviation over runs.",
+        "Runs of the same model, size and task: exact accuracy (or perplexity) mean ± sample standard deviation over "
+        "runs.",
         "",
         format_markdown(seeds),
     ]

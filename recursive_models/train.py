@@ -20,13 +20,7 @@ fails with a configuration or data error leaves ``error.txt`` in its folder whil
 
 from __future__ import annotations
 
-import logging
-import sys
-from pathlib import Path
-
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from recursive_models.config import register_configs
@@ -34,36 +28,24 @@ from recursive_models.config import register_configs
 register_configs()
 
 
-@hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    """Run `recursive_models.trainer.train` and print where the results are."""
-    from puzzles.errors import PuzzleError
-    from recursive_models.trainer import TrainingError, train
-
-    logging.getLogger("recursive_models").setLevel(logging.INFO)
-    hc = HydraConfig.get()
-    sweep = hc.mode == RunMode.MULTIRUN
-    if sweep and not any(o.startswith("trainer.out_dir=") for o in hc.overrides.task):
-        cfg.trainer.out_dir = hc.runtime.output_dir  # the sweep's run folder (already holds .hydra/)
-    try:
-        result = train(cfg)
-    except (TrainingError, PuzzleError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        if sweep:  # one bad run must not end a sweep of many: leave the reason in its folder and go on
-            out = Path(cfg.trainer.out_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "error.txt").write_text(f"{type(e).__name__}: {e}\n")
-            return
-        sys.exit(2)
-    if not result:  # non-zero DDP ranks
-        return
+def _summary(result: dict) -> str:
     se = result.get("eval/exact_accuracy_se")
-    print(
+    return (
         f"test exact accuracy {result['eval/exact_accuracy']:.4f}"
         + (f" ± {se:.4f}" if se is not None else "")
         + f" (cell accuracy {result['eval/cell_accuracy']:.4f}, {result['eval/count']} puzzles)"
         + f" in {result['minutes']:.1f} min\ncheckpoint: {result['checkpoint']}"
     )
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Run `recursive_models.trainer.train` and print where the results are."""
+    from puzzles.errors import PuzzleError
+    from recursive_models.cli import run_training
+    from recursive_models.trainer import TrainingError, train
+
+    run_training(cfg, train, (TrainingError, PuzzleError, ValueError, FileNotFoundError), _summary)
 
 
 if __name__ == "__main__":

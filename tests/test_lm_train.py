@@ -125,3 +125,93 @@ def test_lr_schedule() -> None:
 
     assert lr_at(0, T) == pytest.approx(0.1) and lr_at(9, T) == pytest.approx(1.0)
     assert lr_at(60, T) == pytest.approx(0.55) and lr_at(110, T) == pytest.approx(0.1)
+
+
+def _train_losses(run: Path) -> list[float]:
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["train/loss"] for r in rows if "train/loss" in r]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("family", ["gpt", "attractor"])
+def test_resume_after_kill_matches_uninterrupted(family: str, corpus: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from recursive_models.trainer import TrainingError
+
+    extra = (f"model={family}", "+model.overrides.n_layers=2", "trainer.steps=6", "trainer.checkpoint_interval=3")
+    full = train(_cfg(corpus, tmp_path / "full", *extra))
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_5(step: int) -> None:
+        if step == 5:  # after the step-3 checkpoint: steps 4-5 are lost
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(_cfg(corpus, tmp_path / "killed", *extra), callback=kill_at_5)
+    with pytest.raises(TrainingError, match="already holds checkpoints"):  # two runs' checkpoints never mix
+        train(_cfg(corpus, tmp_path / "killed", *extra))
+    with pytest.raises(TrainingError, match=r"trainer\.seq_len=32, this run has 16"):
+        train(_cfg(corpus, tmp_path / "killed", *extra, "trainer.resume=true", "trainer.seq_len=16"))
+    resumed = train(_cfg(corpus, tmp_path / "killed", *extra, "trainer.resume=true"))
+    assert _train_losses(tmp_path / "killed" / "run") == _train_losses(tmp_path / "full" / "run")
+    assert resumed["val/loss"] == full["val/loss"]
+    assert resumed["run"]["train_flops"] == full["run"]["train_flops"] > 0
+    a = load_file(Path(full["checkpoint"]) / "model.safetensors")
+    b = load_file(Path(resumed["checkpoint"]) / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.e2e
+def test_budgets_stop_lm_runs_and_results_describe_them(corpus: Path, tmp_path: Path) -> None:
+    small = ("model=gpt", "+model.overrides.n_layers=2")
+    base = train(_cfg(corpus, tmp_path / "base", *small, "trainer.steps=3"))
+    run = base["run"]
+    assert run["model"] == "gpt" and run["task"] == "lm-files" and run["steps"] == 3 and run["stopped_by"] == "steps"
+    assert run["tokens"] == 3 * 4 * 32 and run["seq_len"] == 32
+    per_step = run["train_flops"] / 3  # fixed shapes: every step costs the same
+    assert per_step > 0 and run["flops_per_sample"] == pytest.approx(per_step / 4)
+    # The counter measures the work: a model twice as deep costs more per step.
+    deep = train(_cfg(corpus, tmp_path / "deep", "model=gpt", "+model.overrides.n_layers=4", "trainer.steps=3"))
+    assert deep["run"]["train_flops"] > 1.5 * run["train_flops"]
+    capped = train(_cfg(corpus, tmp_path / "flops", *small, "trainer.steps=50", f"trainer.max_flops={2.5 * per_step}"))
+    assert capped["run"]["steps"] == 3 and capped["run"]["stopped_by"] == "flops"
+    assert capped["checkpoint"].endswith("step_0000003") and np.isfinite(capped["val/ppl"])
+    timed = train(_cfg(corpus, tmp_path / "time", *small, "trainer.steps=100000", "trainer.max_minutes=0.005"))
+    r = timed["run"]
+    assert r["stopped_by"] == "minutes" and 1 <= r["steps"] < 100000
+    with pytest.raises(ValueError, match=r"max_flops needs trainer\.count_flops=true"):
+        train(_cfg(corpus, tmp_path / "bad", *small, "trainer.max_flops=1e9", "trainer.count_flops=false"))
+
+
+@pytest.mark.e2e
+def test_multirun_sweep_then_report(corpus: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    sweep = tmp_path / "sweep"
+    common = ["data.source=files", f"data.paths=[{corpus}]", "data.vocab_size=300", "data.val_fraction=0.34",
+              f"data.cache_dir={tmp_path / 'cache'}", "trainer.steps=2", "trainer.batch_size=4", "trainer.seq_len=32",
+              "trainer.eval_batches=1", "trainer.eval_batch_size=4", "trainer.progress=false", "trainer.device=cpu",
+              "+model.overrides.n_layers=2"]  # fmt: skip
+    # cooldown_frac=2.0 is refused by the recipe check: those two runs fail, the sweep goes on
+    cmd = [sys.executable, "-m", "recursive_models.lm.train", "-m", "model=gpt,attractor",
+           "trainer.cooldown_frac=0.5,2.0", *common, f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stderr.count("error: trainer.cooldown_frac=2.0 must be within [0, 1]") == 2
+    runs = sorted(d.name for d in sweep.iterdir() if (d / "results.json").is_file())
+    assert len(runs) == 2 and all("trainer.cooldown_frac=0.5" in r and "cache" not in r for r in runs), runs
+    assert len([d for d in sweep.iterdir() if (d / "error.txt").is_file()]) == 2
+    p = subprocess.run([sys.executable, "-m", "recursive_models.report", str(sweep)], capture_output=True, text=True,
+                       timeout=600)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    table = pd.read_csv(sweep / "report" / "report.csv").set_index("model")
+    assert sorted(table.index) == ["attractor", "gpt"] and (table["task"] == "lm-files").all()
+    assert (table["val/ppl"] > 1).all() and (table["steps"] == 2).all() and (table["train_flops"] > 0).all()
+    assert "val ppl" in (sweep / "report" / "report.md").read_text()
+    assert (sweep / "report" / "perplexity_vs_parameters.png").stat().st_size > 0

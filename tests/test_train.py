@@ -367,3 +367,25 @@ def test_cuda_bf16_compile_few_steps(model: str, sudoku6_dir: Path, tmp_path: Pa
     loaded, meta = load_checkpoint(tmp_path, device="cuda")
     assert meta["config"]["trainer"]["precision"] == "auto" and next(loaded.parameters()).is_cuda
     assert 0 <= result["eval/exact_accuracy"] <= 1
+
+
+@pytest.mark.e2e
+def test_a_run_too_big_for_this_machine_is_refused_before_its_first_step(
+    sudoku6_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import recursive_models.recipe as recipe
+
+    wide = ("model=attractor", "trainer.batch_size=64")
+    # As much memory as this process holds already, plus 1 MB: the optimiser state alone exceeds it
+    monkeypatch.setattr(recipe, "available_memory_bytes", lambda: 1 << 20)
+    with pytest.raises(TrainingError, match=r"GPU-sized: trainer\.batch_size=64 needs about .* GB here .* pass "
+                                            r"trainer\.device=cuda"):  # fmt: skip
+        train(_cfg(sudoku6_dir, tmp_path / "big", *wide))
+    assert not (tmp_path / "big" / "checkpoints").exists()  # refused before any step
+    # With the check off the same run trains; with room it trains and records what the preflight predicted.
+    assert train(_cfg(sudoku6_dir, tmp_path / "off", *wide, "trainer.preflight=false", "trainer.steps=1"))
+    monkeypatch.setattr(recipe, "available_memory_bytes", lambda: 1 << 40)
+    run = train(_cfg(sudoku6_dir, tmp_path / "ok", *wide, "trainer.steps=1"))["run"]
+    est = run["preflight"]
+    assert est["examples"] == 8 and est["step_seconds"] > 0 and est["available_bytes"] == 1 << 40
+    assert 0.25 * run["peak_rss_bytes"] < est["peak_rss_bytes"] < 4 * run["peak_rss_bytes"]

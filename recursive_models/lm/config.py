@@ -78,10 +78,20 @@ class LMTrainerSection:
     eval_batches: int | None = 40
     eval_batch_size: int = 32
     log_interval: int = 10
+    # Budgets and checkpoints, as the puzzle trainer's (`recursive_models.recipe`): the schedule follows a budget
+    max_minutes: float | None = None  # wall-time budget of the training loop (evaluation excluded); null: none
+    max_flops: float | None = None  # training-FLOP budget (measured by FlopCounterMode); null: none
+    count_flops: bool = True  # measure training FLOPs (one step in every log_interval) for reports and budgets
+    checkpoint_interval: int = 0  # 0: a checkpoint at the end only; N: also every N steps (for trainer.resume)
+    keep_checkpoints: int = 2
+    resume: bool = False  # continue the run in out_dir from its latest checkpoint (bit-identical on CPU)
     seed: int = 0
     out_dir: str = "runs/lm-${model.name}-${model.size}-${now:%Y%m%d-%H%M%S}"
     progress: bool = True
     threads: int | None = None
+    tensorboard: bool = False
+    # ours: on CPU, probe a few windows first; refuse a run that would not fit in memory, announce a long one
+    preflight: bool = True
 
 
 @dataclass

@@ -17,34 +17,32 @@ all of them). Checkpoints are written with `recursive_models.checkpoint`
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from recursive_models.checkpoint import find_checkpoint, git_commit, read_meta, save_checkpoint
+from recursive_models.checkpoint import find_checkpoint, git_commit, read_meta
 from recursive_models.config import check_schema
 from recursive_models.evaluation import autocast_for
 from recursive_models.lm.optim import apply_schedule, build_optimizer, check_recipe
-from recursive_models.trainer import MetricsLogger, resolve_device, resolve_precision
+from recursive_models.recipe import Recipe, TrainingError
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100  # padding targets of `TokenDataset.iter_eval_batches`
 
 
-class LMTrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss)."""
+class LMTrainingError(TrainingError):
+    """Training cannot go on (a non-finite loss, a resume that does not match)."""
 
 
 @torch.no_grad()
@@ -126,103 +124,178 @@ def load_lm_checkpoint(path: str | os.PathLike, device: str | torch.device = "cp
     return model.to(device).eval(), meta
 
 
+class LMRecipe(Recipe):
+    """The LM recipe on the shared `Recipe`: random windows of the training tokens, a registered LM, next-token loss.
+
+    Every rank draws the same global batch of windows from one seeded generator and takes its contiguous share,
+    so ``torchrun --nproc_per_node N`` trains on the same tokens as one process at the same ``batch_size``.
+    """
+
+    error = LMTrainingError
+    resume_keys = ("batch_size", "seq_len", "seed")
+
+    def check_config(self) -> None:
+        """The schema, the optimiser recipe and the architecture (a typo fails before the corpus is prepared)."""
+        from recursive_models.lm.registry import resolve_lm_config
+
+        cfg, t, d = self.cfg, self.t, self.cfg.data
+        check_schema(cfg)  # an appended key the schema does not know (`+trainer.stpes=10`) is refused, not ignored
+        check_recipe(t)
+        super().check_config()
+        for name in ("batch_size", "seq_len", "eval_batch_size"):
+            if getattr(t, name) < 1:
+                raise ValueError(f"trainer.{name} must be >= 1, got {getattr(t, name)}")
+        self.overrides = (
+            OmegaConf.to_container(cfg.model.overrides, resolve=True)
+            if OmegaConf.is_config(cfg)
+            else dict(cfg.model.overrides)
+        )
+        probe = resolve_lm_config(cfg.model.name, cfg.model.size, **{"vocab_size": d.vocab_size, **self.overrides})
+        if t.seq_len > probe.seq_len:
+            raise ValueError(f"trainer.seq_len={t.seq_len} exceeds the model's seq_len={probe.seq_len}")
+
+    def setup_data(self) -> None:
+        """The tokenised corpus (prepared and cached once; rank 0 first) and the window generator."""
+        from recursive_models.lm.data import TokenDataset, prepare_corpus
+
+        d, t = self.cfg.data, self.t
+        if t.batch_size % self.world:
+            raise ValueError(f"trainer.batch_size={t.batch_size} is not divisible by the {self.world} DDP processes")
+
+        def prepare(progress: bool) -> Path:
+            return prepare_corpus(
+                d.source, paths=list(d.paths) or None, archive=d.archive, vocab_size=d.vocab_size,
+                val_fraction=d.val_fraction, seed=d.seed, cache_dir=d.cache_dir, progress=progress, edition=d.edition,
+            )  # fmt: skip
+
+        if self.is_main:
+            self.folder = prepare(self.progress)
+        if self.world > 1:
+            dist.barrier()
+            self.folder = prepare(False)
+        self.train_ds, self.val_ds = TokenDataset(self.folder, "train"), TokenDataset(self.folder, "validation")
+        self.gen = torch.Generator().manual_seed(t.seed)
+        self.share = t.batch_size // self.world
+        self.last: dict[str, float] = {}
+
+    def setup_model(self) -> tuple[torch.nn.Module, Any]:  # noqa: D102
+        from recursive_models.lm.registry import lm_from_config, resolve_lm_config
+
+        cfg, t = self.cfg, self.t
+        self.config = resolve_lm_config(cfg.model.name, cfg.model.size,
+                                        **{**self.overrides, "vocab_size": self.train_ds.vocab_size})  # fmt: skip
+        torch.manual_seed(t.seed)  # every rank the same weights (DDP also broadcasts rank 0's)
+        model = lm_from_config(self.config).to(self.device)
+        return model, build_optimizer(model, t)
+
+    def find_unused_parameters(self) -> bool:  # noqa: D102
+        # a fixed-point head's implicit backward can leave parameters without a gradient (e.g. the backbone under
+        # initial-only injection); GPT and Parcae use every parameter, and DDP warns when the search is wasted
+        return self.config.name in ("deq", "attractor")
+
+    def checkpoint_meta(self) -> dict:  # noqa: D102
+        cfg, d = self.cfg, self.cfg.data
+        return {
+            "kind": "lm",
+            "model": self.config.to_dict(),
+            "size": cfg.model.size,
+            "data": {"folder": str(self.folder), "source": d.source, "vocab_size": self.train_ds.vocab_size},
+            "config": OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else asdict(cfg),
+            "seed": self.t.seed,
+            "git_commit": git_commit(),
+            "torch_version": torch.__version__,
+            "parameters": self.n_params,
+        }
+
+    def describe(self) -> str:  # noqa: D102
+        t = self.t
+        budget = "".join(
+            f", at most {v:g} {u}" for v, u in ((t.max_minutes, "min"), (t.max_flops, "FLOPs")) if v is not None
+        )
+        return (f"{self.config.name}-{self.cfg.model.size}: {self.n_params / 1e6:.2f}M parameters, "
+                f"{self.train_ds.tokens.size:,} training tokens, {t.steps} steps x {t.batch_size} x {t.seq_len} "
+                f"tokens, {self.device} {self.precision}{budget}")  # fmt: skip
+
+    def set_lr(self, step: int, budget_spent: float) -> float:
+        """The optimiser's schedule; under a budget it runs on the budget's fraction when that is ahead."""
+        return apply_schedule(self.opt, max(step, budget_spent * self.t.steps) if budget_spent else step, self.t)
+
+    def log_due(self, step: int) -> bool:  # noqa: D102
+        # the first step of every interval, and the last (the LM trainer's cadence: steps 1, 11, 21, ...)
+        return (step - 1) % self.t.log_interval == 0 or step == self.t.steps
+
+    def _windows(self, generator: torch.Generator, n: int, share: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.train_ds.get_batch(n, self.t.seq_len, generator=generator)  # (n, seq_len) each
+        if share:  # this rank's contiguous share of the global batch
+            x, y = (v[self.rank * self.share : (self.rank + 1) * self.share] for v in (x, y))
+        return x.to(self.device), y.to(self.device)
+
+    def forward_backward(self) -> float:
+        """Next-token cross-entropy of this rank's windows; the step's solver / depth statistics are kept."""
+        x, y = self._windows(self.gen, self.t.batch_size, share=True)
+        with autocast_for(self.device, self.precision):
+            out = self.ddp_model(x, y)
+        loss = out["loss"]
+        loss.backward()
+        self.last = {k: float(v) for k, v in out.items() if k.startswith(("solver/", "loss/")) or k == "depth"}
+        self.last["train/loss"] = loss.item()
+        return self.last["train/loss"]
+
+    def probe_loss(self, n: int) -> torch.Tensor:  # noqa: D102
+        probe_gen = torch.Generator().manual_seed(self.t.seed + 1)  # not the training windows' generator
+        x, y = self._windows(probe_gen, n, share=False)
+        with autocast_for(self.device, self.precision):
+            return self.model(x, y)["loss"]
+
+    def micro_batch(self) -> int:  # noqa: D102
+        return self.share
+
+    def train_metrics(self) -> dict:
+        """The last step's loss and statistics (mean over the ranks), and the tokens seen."""
+        metrics = {k: v / self.world for k, v in self.all_reduce_sums(self.last).items()}
+        metrics["train/tokens"] = self.step * self.t.batch_size * self.t.seq_len
+        self.last_train_loss = metrics["train/loss"]
+        return metrics
+
+    def evaluate(self, final: bool) -> dict:
+        """Validation loss and perplexity on the fixed windows (``eval_batches`` of them; ``None``: all)."""
+        t = self.t
+        return evaluate_lm(self.model, self.val_ds, batch_size=t.eval_batch_size, seq_len=t.seq_len,
+                           max_batches=t.eval_batches, device=self.device, precision=self.precision)  # fmt: skip
+
+    def rank_state(self) -> dict:  # noqa: D102
+        return {"generator": self.gen.get_state()}
+
+    def load_state(self, state: dict) -> None:  # noqa: D102
+        self.gen.set_state(state["generator"][self.rank])
+
+    def after_save(self, ckpt: Path) -> None:  # noqa: D102
+        # the tokenizer travels with the weights, so the checkpoint scores without the corpus (lm/lm_eval_model.py)
+        (ckpt / "tokenizer.json").write_bytes((Path(self.folder) / "tokenizer.json").read_bytes())
+
+    def run_summary(self) -> dict:  # noqa: D102
+        t = self.t
+        return {"model": self.cfg.model.name, "size": self.cfg.model.size, "task": f"lm-{self.cfg.data.source}",
+                "seq_len": t.seq_len, "tokens": self.step * t.batch_size * t.seq_len,
+                "solver_nstep_mean": self.last.get("solver/nstep")}  # fmt: skip
+
+    def result_extra(self) -> dict:  # noqa: D102
+        return {"train/loss": getattr(self, "last_train_loss", None)}
+
+
 def train(cfg: Any, callback=None) -> dict:
-    """Train one LM run described by a composed `LMTrainConfig`; returns final metrics and the checkpoint.
+    """Train one LM run described by a composed `LMTrainConfig` (`LMRecipe`); final metrics and the checkpoint.
+
+    Args:
+        cfg: the composed config.
+        callback: called with the step number after every optimiser step (tests use it to simulate a kill).
+
+    Returns:
+        ``val/loss``, ``val/ppl``, ``val/tokens`` of the final weights, ``train/loss`` (the last logged),
+        ``parameters``, ``minutes``, ``checkpoint`` and ``run`` (the run's description); ``{}`` off DDP rank 0.
 
     Raises:
-        LMTrainingError: the loss became non-finite.
+        LMTrainingError: the loss became non-finite, or a resume that does not match the config.
         ValueError: a bad model override, optimiser/schedule field or data option (before anything is prepared).
     """
-    from recursive_models.lm.data import TokenDataset, prepare_corpus
-    from recursive_models.lm.registry import lm_from_config, resolve_lm_config
-
-    t0 = time.time()
-    check_schema(cfg)  # an appended key the schema does not know (`+trainer.stpes=10`) is refused, not ignored
-    t, d = cfg.trainer, cfg.data
-    check_recipe(t)
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    overrides = (
-        OmegaConf.to_container(cfg.model.overrides, resolve=True)
-        if OmegaConf.is_config(cfg)
-        else dict(cfg.model.overrides)
-    )
-    # Resolve the architecture first: a typo in an override fails before the corpus is prepared.
-    probe = resolve_lm_config(cfg.model.name, cfg.model.size, **{"vocab_size": d.vocab_size, **overrides})
-    if t.seq_len > probe.seq_len:
-        raise ValueError(f"trainer.seq_len={t.seq_len} exceeds the model's seq_len={probe.seq_len}")
-    device = resolve_device(t.device)
-    precision = resolve_precision(t.precision, device)
-    folder = prepare_corpus(
-        d.source, paths=list(d.paths) or None, archive=d.archive, vocab_size=d.vocab_size,
-        val_fraction=d.val_fraction, seed=d.seed, cache_dir=d.cache_dir, progress=t.progress, edition=d.edition,
-    )  # fmt: skip
-    train_ds, val_ds = TokenDataset(folder, "train"), TokenDataset(folder, "validation")
-    config = resolve_lm_config(cfg.model.name, cfg.model.size, **{**overrides, "vocab_size": train_ds.vocab_size})
-
-    torch.manual_seed(t.seed)
-    model = lm_from_config(config).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    opt = build_optimizer(model, t)
-    gen = torch.Generator().manual_seed(t.seed)
-    run_dir = Path(t.out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    logger = MetricsLogger(run_dir, True, False, None)
-    print(f"{config.name}-{cfg.model.size}: {n_params / 1e6:.2f}M parameters, {train_ds.tokens.size:,} training tokens,"
-          f" {t.steps} steps x {t.batch_size} x {t.seq_len} tokens", file=sys.stderr)  # fmt: skip
-
-    def run_eval(step: int) -> dict:
-        m = evaluate_lm(model, val_ds, batch_size=t.eval_batch_size, seq_len=t.seq_len, max_batches=t.eval_batches,
-                        device=device, precision=precision)  # fmt: skip
-        logger.log(step, m)
-        return m
-
-    model.train()
-    bar = tqdm(range(t.steps), desc="train", unit="step", disable=not t.progress, dynamic_ncols=True)
-    history = []
-    for step in bar:
-        lr = apply_schedule(opt, step, t)
-        x, y = train_ds.get_batch(t.batch_size, t.seq_len, generator=gen)
-        x, y = x.to(device), y.to(device)
-        with autocast_for(device, precision):
-            out = model(x, y)
-        loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise LMTrainingError(f"non-finite loss {loss.item()} at step {step}; lower trainer.lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or float("inf"))
-        opt.step()
-        if step % t.log_interval == 0 or step == t.steps - 1:
-            m = {"train/loss": loss.item(), "train/lr": lr, "train/grad_norm": float(gnorm)}
-            m.update({k: float(v) for k, v in out.items() if k.startswith(("solver/", "loss/")) or k == "depth"})
-            logger.log(step + 1, m)
-            history.append({"step": step + 1, **m})
-            bar.set_postfix(loss=f"{m['train/loss']:.3f}")
-        if t.eval_interval and (step + 1) % t.eval_interval == 0 and step + 1 < t.steps:
-            run_eval(step + 1)
-        if callback is not None:
-            callback(step + 1)
-    bar.close()
-    final = run_eval(t.steps)
-    minutes = (time.time() - t0) / 60
-    meta = {
-        "kind": "lm",
-        "model": config.to_dict(),
-        "size": cfg.model.size,
-        "data": {"folder": str(folder), "source": d.source, "vocab_size": train_ds.vocab_size},
-        "config": OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else asdict(cfg),
-        "seed": t.seed,
-        "git_commit": git_commit(),
-        "torch_version": torch.__version__,
-        "parameters": n_params,
-        "metrics": final,
-    }
-    ckpt = save_checkpoint(run_dir, t.steps, model.state_dict(), meta)
-    # the tokenizer travels with the weights, so the checkpoint scores without the corpus (lm/lm_eval_model.py)
-    (ckpt / "tokenizer.json").write_bytes((Path(folder) / "tokenizer.json").read_bytes())
-    result = {**final, "parameters": n_params, "minutes": minutes, "checkpoint": str(ckpt),
-              "train/loss": history[-1]["train/loss"] if history else None}  # fmt: skip
-    (run_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    logger.close()
-    return result
+    return LMRecipe(cfg, callback).run()
