@@ -29,12 +29,14 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from leaderboard.db import Board, metrics_json
 from leaderboard.tasks import TaskSpec, get_task, prepare_test_data
@@ -128,8 +130,12 @@ def score(
     device: str | torch.device = "cpu",
     limit: int | None = None,
     progress: bool = True,
+    on_progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Evaluate ``sub`` under ``spec``; returns the ``scores`` columns (without ids, data id and time)."""
+    """Evaluate ``sub`` under ``spec``; returns the ``scores`` columns (without ids, data id and time).
+
+    ``on_progress`` is called with the examples scored so far after each batch (see `evaluate`).
+    """
     from recursive_models.checkpoint import git_commit
     from recursive_models.evaluation import evaluate
 
@@ -155,6 +161,7 @@ def score(
             halt_max_steps=sub.config.halt_max_steps,
             progress=progress,
             seed=spec.bootstrap_seed,
+            on_progress=on_progress,
         )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -252,8 +259,11 @@ def score_staged(
     limit: int | None = None,
     limits: Limits | None = None,
     worker: WorkerLimits | None = None,
+    progress: bool = False,
 ) -> tuple[dict, dict]:
     """Load and score a staged submission in a limited worker: ``(score row, submission record)``.
+
+    With ``progress``, one bar counts the examples the worker has scored (none for a single example).
 
     Raises:
         SubmissionError: rejected by a check in the worker or stopped at one of its limits.
@@ -264,8 +274,20 @@ def score_staged(
     wall = worker.wall_seconds or spec.score_seconds(examples) * worker.time_scale
     job = {"path": str(staged), "task": spec.to_dict(), "data_dir": str(Path(data_dir).resolve()),
            "device": str(device), "limit": limit, "limits": asdict(limits)}  # fmt: skip
-    result = run_worker(job, workdir, wall, worker)
+    bar = tqdm(total=examples, desc="score", unit="ex", disable=not progress or examples < 2, leave=False)
+    try:
+        result = run_worker(job, workdir, wall, worker, on_progress=lambda done: _advance(bar, done))
+        _advance(bar, int(result["row"]["count"]))
+    finally:
+        bar.close()
     return result["row"], result["submission"]
+
+
+def _advance(bar: tqdm, done: int) -> None:
+    """Move ``bar`` to ``done``, the worker's own claim: clamped to the bar's total, never backwards."""
+    step = min(done, bar.total) - bar.n
+    if step > 0:  # redraw only on news: the parent polls every 50 ms
+        bar.update(step)
 
 
 @contextmanager
@@ -328,9 +350,8 @@ def submit(
         if progress:
             print(f"scoring {path} on {spec.key} in a worker process...", flush=True)
         with _shown_as(staged, path):
-            row, record = score_staged(
-                staged, spec, data_dir, work, device=device, limit=limit, limits=limits, worker=worker
-            )
+            row, record = score_staged(staged, spec, data_dir, work, device=device, limit=limit, limits=limits,
+                                       worker=worker, progress=progress)  # fmt: skip
         row["data"], row["split"] = data_id, split_of(data_id)
         root = store_dir(board, store)
         if root is not None:
@@ -415,7 +436,7 @@ def verify(
                     f"{path} is not the scored submission (hash {pre.sha256[:12]}, entry {row['sha256'][:12]})"
                 )
             now, record = score_staged(staged, spec, data_dir, Path(tmp), device=device, limit=row["limit_n"] or None,
-                                  limits=limits, worker=worker)  # fmt: skip
+                                  limits=limits, worker=worker, progress=progress)  # fmt: skip
     if record["sha256"] != row["sha256"]:  # a pickle that carries its own description: known only now
         raise SubmissionError(f"{path} is not the scored submission (hash {record['sha256'][:12]}, entry "
                               f"{row['sha256'][:12]})")  # fmt: skip

@@ -15,7 +15,8 @@ a child Python started by `run_worker`, which first lowers its own limits and th
 A worker that exceeds a limit is killed and the submission rejected with a one-line `SubmissionError`
 ("exceeded the scoring time limit of 370 s"); nothing is written to the board or the store, because the parent
 writes only after a successful result. The worker's own output is kept for the operator's log, never shown to
-the submitter.
+the submitter; only the number of examples it has scored (a file it rewrites after each batch, read as a
+clamped integer) drives the parent's one progress bar.
 
     from leaderboard.worker import WorkerLimits
     submit("runs/my-run", "sudoku6", name="me", worker=WorkerLimits(memory_bytes=4 << 30, time_scale=2.0))
@@ -30,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from leaderboard.validate import Limits, SubmissionError
 
 log = logging.getLogger(__name__)
 RESULT = "result.json"
+PROGRESS = "progress"  # the worker writes the examples it has scored here; the parent shows them
 # The worker's first statements: it lowers its own limits (soft and hard, so they cannot be raised again) before
 # it imports torch or reads the submission. Doing it here rather than in a preexec_fn keeps the parent safe to
 # use from threads (a web service).
@@ -113,7 +116,14 @@ def _mib(n: int) -> str:
     return f"{n / (1 << 20):,.0f} MiB"
 
 
-def run_worker(job: dict, workdir: Path, wall_seconds: float, limits: WorkerLimits) -> dict:
+def run_worker(
+    job: dict,
+    workdir: Path,
+    wall_seconds: float,
+    limits: WorkerLimits,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict:
     """Run ``job`` (see `main`) in a limited child process in ``workdir``; its result, or `SubmissionError`.
 
     Args:
@@ -122,6 +132,7 @@ def run_worker(job: dict, workdir: Path, wall_seconds: float, limits: WorkerLimi
         workdir: a private folder for the job file, the worker's output and its temporary files.
         wall_seconds: the wall-clock limit (already scaled).
         limits: the worker's limits.
+        on_progress: called from the parent's polling loop with the examples the worker reports scored.
     """
     import torch
 
@@ -168,6 +179,8 @@ def run_worker(job: dict, workdir: Path, wall_seconds: float, limits: WorkerLimi
         if reason:
             _kill(proc)
             break
+        if on_progress is not None:
+            on_progress(_reported_progress(workdir / PROGRESS))
         time.sleep(limits.poll_seconds)
     code = proc.wait()
     result_file = workdir / RESULT
@@ -192,6 +205,28 @@ def run_worker(job: dict, workdir: Path, wall_seconds: float, limits: WorkerLimi
     return result
 
 
+def _reported_progress(path: Path) -> int:
+    """The count the worker last wrote to ``path``: 0 while there is none.
+
+    The worker is not trusted: anything but a small non-negative integer reads as 0.
+    """
+    try:
+        text = path.read_bytes()[:20]
+        return max(0, int(text)) if text.strip().isdigit() else 0
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_progress(path: Path, done: int) -> None:
+    """Tell the parent how many examples are scored (best effort: a failed write only stalls its bar)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(str(int(done)))
+        os.replace(tmp, path)  # the parent never reads half a number
+    except OSError:
+        pass
+
+
 def _kill(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -213,7 +248,9 @@ def main(argv: list[str]) -> int:
     try:
         spec = TaskSpec.from_dict(job["task"])
         sub = open_submission(job["path"], Limits(**job["limits"]), task=spec)
-        row = score(sub, spec, job["data_dir"], device=job["device"], limit=job["limit"], progress=False)
+        report = lambda done: _write_progress(job_file.parent / PROGRESS, done)  # noqa: E731
+        row = score(sub, spec, job["data_dir"], device=job["device"], limit=job["limit"], progress=False,
+                    on_progress=report)  # fmt: skip
         result = {"ok": True, "row": row, "submission": submission_record(sub)}
     except SubmissionError as e:
         result = {"ok": False, "kind": "rejected", "error": str(e)}

@@ -71,7 +71,8 @@ def generate_splits(
         parts, have, attempt = [], 0, 0
         while have < n:
             sub_seed = int(np.random.SeedSequence([seed, stream, attempt]).generate_state(1)[0])
-            table = spec.generate(n - have, seed=sub_seed, workers=workers, progress=progress)
+            # One bar per split: the few redraws that replace duplicates are quick and get none.
+            table = spec.generate(n - have, seed=sub_seed, workers=workers, progress=progress and attempt == 0)
             keep = _dedupe_against(table, seen)
             parts.append(table.subset(keep))
             have += len(keep)

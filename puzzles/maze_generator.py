@@ -469,7 +469,7 @@ def generate_mazes(
 
     inputs, labels, lengths = [], [], []
     seen: set[bytes] = set()
-    bar = tqdm(total=n, disable=not progress, desc=f"mazes {size}x{size} >= {min_path_cells}", unit="maze")
+    bar = tqdm(total=n, disable=not progress or n < 2, desc=f"mazes {size}x{size} >= {min_path_cells}", unit="maze")
 
     def take(result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         for x, y, length in zip(*result, strict=True):

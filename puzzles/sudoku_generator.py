@@ -574,7 +574,7 @@ def _generate_extreme(n, seed, workers, progress, n_iter, pool_size):
     ratings = np.zeros(n_chunks * EXTREME_CHUNK, dtype=np.int32)
     targets = np.zeros(n_chunks * EXTREME_CHUNK, dtype=np.int64)
     evals = np.zeros(n_chunks * EXTREME_CHUNK, dtype=np.int64)
-    bar = tqdm(total=n, desc="sudoku 9x9 extreme", disable=not progress, unit="puzzle")
+    bar = tqdm(total=n, desc="sudoku 9x9 extreme", disable=not progress or n < 2, unit="puzzle")  # no bar for one
     if workers > 1 and n_chunks > 1:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
         pool = ctx.Pool(min(workers, n_chunks))
@@ -668,7 +668,7 @@ def generate_sudoku(
     bins = np.zeros((n, 2), dtype=np.int64)
     evals = np.zeros(n, dtype=np.int64)
     missed = 0
-    bar = tqdm(total=n, desc=f"sudoku {side}x{side} {profile.name}", disable=not progress, unit="puzzle")
+    bar = tqdm(total=n, desc=f"sudoku {side}x{side} {profile.name}", disable=not progress or n < 2, unit="puzzle")
     if workers > 1 and len(jobs) > 1:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
         pool = ctx.Pool(workers)

@@ -13,27 +13,30 @@ Layout: ``layers.py`` (shared blocks), ``base.py`` (config, carry, ACT), ``model
 local checkout, for fidelity tests and benchmarks).
 """
 
-import recursive_models.models  # noqa: F401 -- registers the built-in models in MODELS
-from recursive_models.base import Carry, ModelConfig, RecursiveModel, SolverConfig
-from recursive_models.registry import MODELS, build_model, from_config, register_model, resolve_config
+from __future__ import annotations
 
-__all__ = [
-    "MODELS",
-    "Carry",
-    "ModelConfig",
-    "RecursiveModel",
-    "SolverConfig",
-    "build_model",
-    "from_config",
-    "load_checkpoint",
-    "register_model",
-    "resolve_config",
-]
+import importlib
+
+# Public names load on first use (PEP 562): `python -m recursive_models.report --help` (and every other CLI's
+# --help and argument errors) must not wait for torch. The registry's names register the built-in models first.
+_EXPORTS = {
+    "recursive_models.base": ["Carry", "ModelConfig", "RecursiveModel", "SolverConfig"],
+    "recursive_models.registry": ["MODELS", "build_model", "from_config", "register_model", "resolve_config"],
+    "recursive_models.checkpoint": ["load_checkpoint"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):
-    if name == "load_checkpoint":
-        from recursive_models.checkpoint import load_checkpoint
-
-        return load_checkpoint
+    if name in _WHERE:
+        if _WHERE[name] == "recursive_models.registry":
+            importlib.import_module("recursive_models.models")  # registers the built-in models in MODELS
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # cache: later lookups skip __getattr__
+        return value
     raise AttributeError(f"module 'recursive_models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -43,11 +43,13 @@ import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+# torch and the models load inside the functions that need them, so `--help` and argument errors are instant.
+if TYPE_CHECKING:
+    import torch
 
-from recursive_models.base import ModelConfig, RecursiveModel
+    from recursive_models.base import ModelConfig, RecursiveModel
 
 #: the ``arch.name`` each reference run records, per ``--from`` (TRM's repository also carries a copy of HRM)
 REFERENCE_ARCHS = {
@@ -393,6 +395,8 @@ def _puzzle_emb_len(kind: str, a: dict) -> int:
 
 def model_config(kind: str, a: dict, seq_len: int, size: str = "converted") -> ModelConfig:
     """Our `ModelConfig` for resolved reference options ``a`` (see `resolve_arch`)."""
+    from recursive_models.base import ModelConfig
+
     positions_emb = _puzzle_emb_len(kind, a)
     ndim = int(a["puzzle_emb_ndim"])
     pos = a["pos_encodings"] if a["pos_encodings"] in ("rope", "learned") else "none"
@@ -488,6 +492,8 @@ def convert_state(
     Returns:
         ``(model, info)``: the model in eval mode and ``{"prefix", "arch", "dtypes"}``.
     """
+    import torch
+
     from recursive_models.registry import from_config
 
     bad = [k for k, v in state.items() if not isinstance(k, str) or not torch.is_tensor(v)]
@@ -536,6 +542,8 @@ def convert_state(
 def _safe_load(p: Path) -> Any:
     """``torch.load(p, weights_only=True)`` on the CPU; a file that is not one is a `ConversionError`."""
     import pickle
+
+    import torch
 
     if not p.is_file():
         raise FileNotFoundError(f"no such checkpoint file: {p}")
@@ -595,6 +603,8 @@ def convert_checkpoint(
     Returns:
         ``(out_dir, meta)``.
     """
+    import torch
+
     from recursive_models.checkpoint import FORMAT_VERSION, git_commit, write_weights_folder
 
     ckpt = Path(checkpoint)

@@ -17,12 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
-from recursive_models.base import SolverConfig
-
 
 def _parse_solver(items: list[str]) -> dict:
+    from recursive_models.base import SolverConfig  # torch: only once the arguments have parsed
+
     known = {f: type(getattr(SolverConfig(), f)) for f in SolverConfig.__dataclass_fields__}
     out = {}
     for item in items:
@@ -51,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="also write the JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+
+    import torch
 
     from puzzles.errors import PuzzleError
     from recursive_models.checkpoint import find_checkpoint, load_checkpoint

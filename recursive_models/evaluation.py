@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -60,6 +61,7 @@ def evaluate(
     halt_max_steps: int | None = None,
     progress: bool = True,
     seed: int = 0,
+    on_progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Score ``model`` on the test split of ``data_dir``.
 
@@ -73,6 +75,8 @@ def evaluate(
         halt_max_steps: supervision steps at test time (default: the model's ``halt_max_steps``).
         progress: show a progress bar.
         seed: seed of the bootstrap.
+        on_progress: called with the number of examples scored so far after each batch (the leaderboard's
+            worker process reports its progress to the parent through it).
 
     Returns:
         flat metrics: ``eval/exact_accuracy``, ``eval/exact_accuracy_se``, ``eval/cell_accuracy``,
@@ -137,6 +141,8 @@ def evaluate(
             halt_at.append(halt_step.cpu())
             preds_all.append(pred.cpu())
             bar.update(b)
+            if on_progress is not None:
+                on_progress(s + b)
     finally:
         bar.close()
         model.train(was_training)

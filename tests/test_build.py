@@ -140,3 +140,18 @@ def test_build_from_real_csvs(tmp_path, shared_data, capsys):
     capsys.readouterr()
     for d in ("sx", "mz"):
         assert verify.main([str(tmp_path / d)]) == 0, capsys.readouterr().out
+
+
+def _bar_totals(err: str) -> list[str]:
+    """The total of every tqdm bar drawn into ``err`` (``16/500 [`` -> ``500``), one entry per bar."""
+    import re
+
+    return sorted({m[1] + m[2] for m in re.finditer(r"(?:^|[\r\n])([^\r\n|:]*):\s+\d+%\|[^|]*\| *\d+/(\d+) \[", err)})
+
+
+def test_one_bar_per_generated_split_and_none_for_one_puzzle(capsys):
+    # `leaderboard submit` builds its test split with train=1: the single train puzzle gets no bar.
+    from puzzles.datasets import get_dataset
+
+    build.generate_splits(get_dataset("sudoku6"), 1, 20, seed=0, workers=1, progress=True)
+    assert _bar_totals(capsys.readouterr().err) == ["sudoku 6x6 any20"]

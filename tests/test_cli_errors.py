@@ -59,6 +59,14 @@ def test_maze_cli_reads_stdin(monkeypatch, capsys):
         ("leaderboard", ["submit", "--bogus"], "leaderboard.cli"),
         ("puzzles.play", ["--help"], "puzzles.agents"),
         ("puzzles.play", ["chess"], "puzzles.agents"),
+        ("recursive_models.report", ["--help"], "recursive_models.reported"),
+        ("recursive_models.report", ["--bogus"], "recursive_models.reported"),
+        ("recursive_models.evaluate", ["--help"], "recursive_models"),
+        ("recursive_models.evaluate", [], "recursive_models"),  # the checkpoint argument is missing
+        ("recursive_models.convert", ["--help"], "recursive_models"),
+        ("recursive_models.convert", ["--from", "gpt"], "recursive_models"),
+        ("recursive_models.lm.data", ["--help"], "recursive_models.lm.sources"),
+        ("recursive_models.lm.data", ["--source", "wikipedia"], "recursive_models.lm.sources"),
     ],
 )
 def test_help_and_bad_arguments_do_not_import_torch(module, argv, loaded):
@@ -69,3 +77,4 @@ def test_help_and_bad_arguments_do_not_import_torch(module, argv, loaded):
     assert out.returncode in (0, 2), out.stderr[-2000:]
     imported = {ln.rsplit("|", 1)[-1].strip() for ln in out.stderr.splitlines() if ln.startswith("import time")}
     assert loaded in imported and "torch" not in imported
+    assert "usage:" in out.stdout + out.stderr  # it answered (help, or argparse's error), not something else

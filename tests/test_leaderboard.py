@@ -259,6 +259,19 @@ def test_cli_submit_show_export(tmp_path, lb_data, capsys):
     assert "unknown task 'nope'" in capsys.readouterr().err
 
 
+def test_submit_shows_one_bar_for_the_scoring(tmp_path, lb_data, capsys):
+    # The worker's progress is drawn by the parent as one bar; nothing else draws one (the split is prepared).
+    import re
+
+    db = str(tmp_path / "lb.db")
+    for limit, bars in (("8", ["score"]), ("1", [])):  # no bar for a single example
+        argv = ["--db", db, "submit", str(FIXTURE), "--task", "sudoku6", "--name", "qs", "--limit", limit]
+        assert cli.main(argv) == 0
+        err = capsys.readouterr().err
+        assert sorted(set(re.findall(r"(?:^|[\r\n])([^\r\n|:]*):\s+\d+%\|", err))) == bars, err[-2000:]
+        assert ("8/8 [" in err) == (limit == "8")  # the bar ends at the examples scored
+
+
 def test_reported_rows_shown_for_paper_tasks(board):
     rows = cli.collect_rows(board, "maze-hard")
     assert {r["name"] for r in rows} >= {"Attractor-TRM", "HRM"}

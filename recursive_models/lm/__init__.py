@@ -1,6 +1,7 @@
 """Language-model track: recursive / equilibrium language models and their data pipeline.
 
-Layout: ``data.py`` (corpus → byte-level BPE → token shards → batches), ``registry.py`` (``build_lm``,
+Layout: ``data.py`` (corpus → byte-level BPE → token shards → batches; the public facade over ``sources.py``,
+``tokenizer.py``, ``shards.py`` and ``batches.py``), ``registry.py`` (``build_lm``,
 ``LM_MODELS``), ``layers.py``, ``models/`` (one file per family).
 
     from recursive_models.lm.data import TokenDataset, prepare_corpus
