@@ -144,10 +144,11 @@ def available_memory_bytes() -> int | None:
 
 
 class RSSPeak:
-    """Context manager sampling this process's resident set every ``interval`` seconds: ``.peak`` bytes."""
+    """Context manager sampling this process's resident set every ``interval`` seconds: ``.start``, ``.peak``."""
 
     def __init__(self, interval: float = 0.002):
-        self.interval, self.peak = interval, current_rss_bytes() or 0
+        self.interval = interval
+        self.start = self.peak = current_rss_bytes() or 0
         self._stop = threading.Event()
 
     def _sample(self) -> None:
@@ -557,7 +558,7 @@ class Recipe:
         n = max(1, min(self.probe_examples, micro // 16))
         if micro < 2 * n:
             return
-        secs, peaks = [], []
+        secs, grown = [], []  # per probe: seconds, resident bytes grown above the probe's start
         rss0 = current_rss_bytes()
         with torch.random.fork_rng(devices=[]):
             for k in (n, 2 * n):
@@ -566,21 +567,22 @@ class Recipe:
                     self.probe_loss(k).backward()
                     secs.append(time.perf_counter() - start)
                 self.model.zero_grad(set_to_none=True)
-                peaks.append(mem.peak)
+                grown.append(max(mem.peak - mem.start, 0))
         per_example_s = max((secs[1] - secs[0]) / n, secs[1] / (2 * n) / 4)  # a floor: fixed costs can hide the slope
         step_s = (secs[1] + per_example_s * (micro - 2 * n)) * self.forwards_per_step()
         remaining = (t.steps - self.step) * step_s
         need = avail = None
-        if rss0 is not None and peaks[1] > 0:
-            per_example_b = max(peaks[1] - peaks[0], 0) / n
+        if rss0 is not None:
+            per_example_b = max(grown[1] - grown[0], 0) / n
             optimizer_b = 2 * sum(p.numel() * p.element_size() for p in self.model.parameters())
-            need = peaks[1] + per_example_b * (micro - 2 * n) + optimizer_b
+            extra = grown[1] + per_example_b * (micro - 2 * n) + optimizer_b  # above what the process holds now
+            need = rss0 + extra
             avail = available_memory_bytes()
         self.preflight_estimate = {"examples": 2 * n, "step_seconds": step_s, "peak_rss_bytes": need,
                                    "available_bytes": avail}  # fmt: skip
-        if need is not None and avail is not None and need - rss0 > 0.9 * avail:
+        if need is not None and avail is not None and extra > 0.9 * avail:
             # What a micro-batch's examples may take; 0.7, not 0.9: the estimate ran ~20% low on the 27M models
-            room = 0.7 * avail - (need - rss0 - per_example_b * micro)
+            room = 0.7 * avail - (extra - per_example_b * micro)
             unit = self.world * self.forwards_per_step()
             fit = int(room / per_example_b) * unit // unit * unit if per_example_b > 0 and room > 0 else 0
             advice = (f"or trainer.batch_size={min(fit, t.batch_size - unit)} to try it on CPU" if fit >= unit

@@ -90,3 +90,31 @@ def _imports_in_source(pkg: str) -> list[str]:
 def test_no_import_statement_points_up(pkg: str) -> None:
     # Also the imports inside functions, which importing the modules above never runs.
     assert _imports_in_source(pkg) == []
+
+
+#: the training paths a reader follows from a CLI to a checkpoint (issue 21: each function fits on a screen)
+RECIPE_FILES = ("recipe.py", "trainer.py", "cli.py", "train.py", "lm/trainer.py", "lm/train.py")
+MAX_FUNCTION_LINES = 80
+
+
+def test_both_trainers_are_one_recipe_and_no_function_on_their_path_is_long() -> None:
+    import ast
+    from pathlib import Path
+
+    from recursive_models.lm.trainer import LMRecipe
+    from recursive_models.recipe import Recipe
+    from recursive_models.trainer import PuzzleRecipe
+
+    assert issubclass(PuzzleRecipe, Recipe) and issubclass(LMRecipe, Recipe)
+    # the loop, the checkpoint/resume and the budgets are the base's, not overridden by either recipe
+    for name in ("run", "setup", "train", "train_step", "after_step", "save", "resume", "budget_spent", "finish"):
+        assert name not in vars(PuzzleRecipe) and name not in vars(LMRecipe), name
+    root = Path(__file__).resolve().parents[1] / "recursive_models"
+    long = []
+    for rel in RECIPE_FILES:
+        for node in ast.walk(ast.parse((root / rel).read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{rel}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long

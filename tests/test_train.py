@@ -376,8 +376,8 @@ def test_a_run_too_big_for_this_machine_is_refused_before_its_first_step(
     import recursive_models.recipe as recipe
 
     wide = ("model=attractor", "trainer.batch_size=64")
-    # As much memory as this process holds already, plus 1 MB: the optimiser state alone exceeds it
-    monkeypatch.setattr(recipe, "available_memory_bytes", lambda: 1 << 20)
+    # No room beyond what this process holds already: the optimiser state alone exceeds it
+    monkeypatch.setattr(recipe, "available_memory_bytes", lambda: 1)
     with pytest.raises(TrainingError, match=r"GPU-sized: trainer\.batch_size=64 needs about .* GB here .* pass "
                                             r"trainer\.device=cuda"):  # fmt: skip
         train(_cfg(sudoku6_dir, tmp_path / "big", *wide))
@@ -388,4 +388,5 @@ def test_a_run_too_big_for_this_machine_is_refused_before_its_first_step(
     run = train(_cfg(sudoku6_dir, tmp_path / "ok", *wide, "trainer.steps=1"))["run"]
     est = run["preflight"]
     assert est["examples"] == 8 and est["step_seconds"] > 0 and est["available_bytes"] == 1 << 40
-    assert 0.25 * run["peak_rss_bytes"] < est["peak_rss_bytes"] < 4 * run["peak_rss_bytes"]
+    # (the estimate's accuracy is measured in a fresh process: README, "CPU preflight"; here the process is shared)
+    assert 0 < est["peak_rss_bytes"] <= 2 * run["peak_rss_bytes"]
