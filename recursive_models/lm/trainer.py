@@ -12,7 +12,14 @@ with warmup + cosine (both in `recursive_models.lm.optim`); gradient clipping; b
 ``RUN/metrics.jsonl`` under ``train/``, ``val/`` and ``solver/``. Validation perplexity is ``exp`` of the mean
 next-token cross-entropy over ``eval_batches`` fixed, non-overlapping windows of the validation works (``None``:
 all of them). Checkpoints are written with `recursive_models.checkpoint`
-(``model.safetensors`` + ``meta.json``, atomic) and load without the training code.
+(``model.safetensors`` + ``meta.json`` + the tokenizer, atomic) and load without the training code.
+
+`LMRecipe` is the shared `recursive_models.recipe.Recipe` with the LM data, model and loss, so the LM runs get
+what the puzzle runs have: ``torchrun`` DDP (``trainer.batch_size`` is the global batch), ``trainer.resume=true``
+from ``trainer.checkpoint_interval`` checkpoints (bit-identical on CPU), ``trainer.max_minutes`` /
+``trainer.max_flops`` budgets, measured training FLOPs and a ``run`` section in ``results.json``, the CPU
+preflight. A run refuses an ``out_dir`` that already holds another run's checkpoints (pass
+``trainer.resume=true`` to continue it).
 """
 
 from __future__ import annotations
