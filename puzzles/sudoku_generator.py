@@ -55,7 +55,7 @@ from tqdm import tqdm
 
 from puzzles.errors import PuzzleFormatError
 from puzzles.sudoku import _check_box
-from puzzles.sudoku_solver import _g_solve, _scratch9, _solve9, solve_batch, unit_tables
+from puzzles.sudoku_solver import _g_solve, _scratch9, _solve9_s, solve_batch, unit_tables
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,7 @@ class SudokuBatch:
 def _count(p, limit, n, units, peers, tmp, s9, g_scr, order):
     """``(n_solutions, guesses)`` of flat grid ``p`` with the engine that fits its size."""
     if n == 9:
-        states, sk, sa, sb, sc, w = s9
-        return _solve9(p, limit, tmp, states, sk, sa, sb, sc, w)
+        return _solve9_s(p, limit, tmp, s9)
     cands, dones, rem, cells = g_scr
     return _g_solve(p, limit, order, units, peers, n, tmp, cands, dones, rem, cells, 0)
 
@@ -326,14 +325,12 @@ EXTREME_CHUNK = 50  # items per chunk: chunk c is built from SeedSequence([seed,
 
 @njit(cache=True)
 def _rate9(p, tmp, s9):
-    states, sk, sa, sb, sc, w = s9
-    return _solve9(p, 1, tmp, states, sk, sa, sb, sc, w)[1]
+    return _solve9_s(p, 1, tmp, s9)[1]
 
 
 @njit(cache=True)
 def _unique9(p, tmp, s9):
-    states, sk, sa, sb, sc, w = s9
-    return _solve9(p, 2, tmp, states, sk, sa, sb, sc, w)[0] == 1
+    return _solve9_s(p, 2, tmp, s9)[0] == 1
 
 
 @njit(cache=True)

@@ -490,6 +490,13 @@ def _scratch9():
     return states, sk, sa, sb, sc, w
 
 
+@njit(cache=True)
+def _solve9_s(grid81, limit, out81, s9):
+    """:func:`_solve9` with the scratch tuple of :func:`_scratch9` (the generator's entry point)."""
+    states, sk, sa, sb, sc, w = s9
+    return _solve9(grid81, limit, out81, states, sk, sa, sb, sc, w)
+
+
 # ---------------------------------------------------------------------------------------------
 # generic engine (any r x c box): bitmask DPLL with naked / hidden singles
 # ---------------------------------------------------------------------------------------------
