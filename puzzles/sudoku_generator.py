@@ -46,6 +46,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -320,7 +321,23 @@ _EXTREME_RATING_COUNTS = (
     (109, 1), (111, 1), (113, 1), (115, 1), (116, 1), (122, 1), (159, 1), (168, 1), (194, 1),
 )  # fmt: skip
 
+# Givens of the same 1,000 rows per rating bin of ``_EXTREME_BINS``: ``((givens, count), ...)`` per bin
+# (mean 25.24; 98% of the rows are minimal puzzles, the rest are zero-rated ones with 33-35 givens; the
+# 17-given rows are from the 17-clue collection). An item's givens target is drawn from its bin's row.
+_EXTREME_GIVENS_COUNTS = (
+    ((17, 10), (23, 3), (24, 13), (25, 43), (26, 27), (27, 14), (28, 1), (33, 6), (34, 11), (35, 2)),
+    ((17, 3), (24, 11), (25, 18), (26, 34), (27, 18), (28, 2)),
+    ((17, 1), (22, 1), (23, 1), (24, 9), (25, 9), (26, 22), (27, 18), (28, 4)),
+    ((22, 3), (23, 7), (24, 26), (25, 15), (26, 23), (27, 11), (28, 3)),
+    ((22, 1), (23, 19), (24, 30), (25, 31), (26, 41), (27, 12), (28, 4)),
+    ((21, 1), (22, 9), (23, 20), (24, 54), (25, 45), (26, 86), (27, 22), (28, 7), (29, 1)),
+    ((21, 1), (22, 7), (23, 25), (24, 46), (25, 41), (26, 55), (27, 20), (28, 11)),
+    ((23, 7), (24, 15), (25, 7), (26, 9), (27, 1)),
+    ((23, 2), (24, 1)),
+)  # fmt: skip
+
 EXTREME_CHUNK = 50  # items per chunk: chunk c is built from SeedSequence([seed, c]) alone
+NEIGHBOUR_P = 0.3  # with own_grids: share of search steps that move to a neighbouring grid
 
 
 @njit(cache=True)
@@ -359,37 +376,170 @@ def _difficulty9(p, s, copies, q, t, tmp, s9):
 
 
 @njit(cache=True)
-def _extreme_chunk(nseed, targets, n_iter, pool_size, copies, pick_copies, units, peers, out_p, out_s, out_r):
-    """Population search for hard puzzles, then one output per target rating; returns solver calls.
+def _relax_and_constrain(child, sol, tmp, s9):
+    """Drop 1-3 givens of ``child``, then add givens of ``sol`` until it is unique again; returns calls."""
+    nn = 81
+    drop = 1 + np.random.randint(3)
+    for _d in range(drop):
+        while True:
+            c = np.random.randint(nn)
+            if child[c] != 0:
+                break
+        child[c] = 0
+    ev = 0
+    while True:
+        ev += 1
+        if _unique9(child, tmp, s9):
+            break
+        while True:
+            c = np.random.randint(nn)
+            if child[c] == 0:
+                break
+        child[c] = sol[c]
+    return ev
 
-    Search: a pool of ``pool_size`` random minimal puzzles (each from its own random grid) scored by
-    D (:func:`_difficulty9`); each step takes the harder of two random pool members, drops 1-3 givens,
-    adds random givens of its solution until the solution is unique again, minimises it, scores it and
-    replaces the pool's weakest member when harder (no duplicates). Every scored puzzle is a candidate.
 
-    Output ``i``: an unused candidate with D in ``[0.6 t, 1.6 t]`` (t = ``targets[i]``; D <= 0.5 for
-    t = 0; else the one nearest in log scale), preferring grids used least so far; ``pick_copies`` of its
-    random symmetric copies are rated and the one rated closest to ``t`` is kept (a few candidates are
-    tried when none is close).
+@njit(cache=True)
+def _grid_neighbour(p, s, q, s2):
+    """Write into ``q`` / ``s2`` a puzzle on a neighbouring grid: one digit cycle swapped between two lines.
+
+    For two rows of one band (or two columns of one stack), the map "digit on line 1 -> digit below
+    it on line 2" is a permutation; swapping the cells of one of its cycles (not all nine digits, which
+    would be a symmetry) between the two lines gives another valid grid ``s2`` that differs from ``s``
+    in 4-16 cells. ``q`` is ``p`` with its givens in those cells relabelled to ``s2``; it has solution
+    ``s2`` but may have others (check it). A unique one keeps ``p``'s difficulty (measured: D within
+    about 10% on real hard puzzles), whereas completing a relaxed puzzle from a random solution loses
+    it. Returns the number of cells changed (0 when 20 draws found only full cycles).
     """
-    np.random.seed(nseed)
+    for _attempt in range(20):
+        vertical = np.random.randint(2)
+        band = np.random.randint(3)
+        a = np.random.randint(3)
+        b = (a + 1 + np.random.randint(2)) % 3
+        l1 = band * 3 + a
+        l2 = band * 3 + b
+        perm = np.zeros(10, np.int64)
+        for k in range(9):
+            i1 = l1 * 9 + k if vertical == 0 else k * 9 + l1
+            i2 = l2 * 9 + k if vertical == 0 else k * 9 + l2
+            perm[s[i1]] = s[i2]
+        cyc = np.zeros(10, np.bool_)
+        d = 1 + np.random.randint(9)
+        length = 0
+        while not cyc[d]:
+            cyc[d] = True
+            d = perm[d]
+            length += 1
+        if length == 9:
+            continue
+        s2[:] = s
+        q[:] = p
+        for k in range(9):
+            i1 = l1 * 9 + k if vertical == 0 else k * 9 + l1
+            i2 = l2 * 9 + k if vertical == 0 else k * 9 + l2
+            if cyc[s[i1]]:
+                s2[i1] = s[i2]
+                s2[i2] = s[i1]
+                if p[i1] != 0:
+                    q[i1] = s2[i1]
+                if p[i2] != 0:
+                    q[i2] = s2[i2]
+        return 2 * length
+    return 0
+
+
+@njit(cache=True)
+def _grid_taken(sol, frames, k):
+    """Whether ``sol`` equals one of ``frames[:k]``."""
+    for j in range(k):
+        if (frames[j] == sol).all():
+            return True
+    return False
+
+
+@njit(cache=True)
+def _pick_candidate(t, g, cd, cc, cl, lineage_use, used, lo, hi, logd):
+    """Index of the candidate for target rating ``t`` and givens ``g`` (-1 when none is left).
+
+    Among unused candidates whose D lies in ``[lo, hi]``: the least ``|givens - g| + uses of its
+    lineage`` (a zero-rated target may have fewer givens: they are added later; lineage uses spread
+    a chunk's outputs over the search's lineages), random among ties; when the window is empty, the D
+    nearest ``t`` in log scale.
+    """
+    k = -1
+    kgap = _NO_LIMIT
+    seen = 0
+    for j in range(cd.shape[0]):
+        if used[j] or cd[j] < lo or cd[j] > hi:
+            continue
+        gap = (abs(cc[j] - g) if (t > 0 or cc[j] > g) else 0) + lineage_use[cl[j]]
+        if gap < kgap:
+            kgap = gap
+            k = j
+            seen = 1
+        elif gap == kgap:
+            seen += 1
+            if np.random.randint(seen) == 0:
+                k = j
+    if k >= 0:
+        return k
+    lt = np.log(t + 1.0)
+    bd = 1e30
+    for j in range(cd.shape[0]):
+        if not used[j] and abs(logd[j] - lt) < bd:
+            bd = abs(logd[j] - lt)
+            k = j
+    return k
+
+
+@njit(cache=True)
+def _random_grid(out, units, peers):
+    """A random full 9x9 grid into ``out`` (the generic engine with a random digit order per cell)."""
+    nn = 81
+    order = np.empty((nn, 9), dtype=np.int64)
+    for i in range(nn):
+        order[i] = np.random.permutation(9) + 1
+    z = np.zeros(nn, dtype=np.int8)
+    _g_solve(
+        z, 1, order, units, peers, 9, out,
+        np.empty((nn + 2, nn), dtype=np.int32), np.empty((nn + 2, nn), dtype=np.uint8),
+        np.empty(nn + 2, dtype=np.int64), np.empty(nn + 2, dtype=np.int64), 0,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _extreme_search(n_iter, pool_size, copies, neighbour_p, units, peers, s9):
+    """Population search for hard puzzles; returns the candidates ``(puzzles, solutions, D, lineage, calls)``.
+
+    A candidate's lineage is the initial pool member it descends from.
+
+    A pool of ``pool_size`` random minimal puzzles (each from its own random grid) scored by D
+    (:func:`_difficulty9`); each step takes the harder of two random pool members and makes a child:
+    with probability ``neighbour_p`` a unique puzzle on a neighbouring grid (:func:`_grid_neighbour`,
+    up to 8 draws; it keeps most of the parent's difficulty, and spreads the hard lineages over many
+    grids), else it relaxes and re-constrains the parent on its grid (:func:`_relax_and_constrain`) and
+    minimises it. The child is scored and replaces the pool's weakest member when harder (no
+    duplicates). Every scored puzzle is a candidate.
+    """
     n = 9
     nn = 81
-    s9 = _scratch9()
-    cands_g = np.empty((nn + 2, nn), dtype=np.int32)
-    dones_g = np.empty((nn + 2, nn), dtype=np.uint8)
-    rem_g = np.empty(nn + 2, dtype=np.int64)
-    cells_g = np.empty(nn + 2, dtype=np.int64)
+    g_scr = (
+        np.empty((nn + 2, nn), dtype=np.int32),
+        np.empty((nn + 2, nn), dtype=np.uint8),
+        np.empty(nn + 2, dtype=np.int64),
+        np.empty(nn + 2, dtype=np.int64),
+    )
     order = np.empty((nn, n), dtype=np.int64)
     tmp = np.zeros(nn, dtype=np.int8)
     q = np.zeros(nn, dtype=np.int8)
     t2 = np.zeros(nn, dtype=np.int8)
     child = np.zeros(nn, dtype=np.int8)
+    child_sol = np.zeros(nn, dtype=np.int8)
     cap = pool_size + n_iter
     cp = np.zeros((cap, nn), dtype=np.int8)
     cs = np.zeros((cap, nn), dtype=np.int8)
     cd = np.zeros(cap, dtype=np.float64)
-    cg = np.zeros(cap, dtype=np.int64)  # grid (lineage) id
+    cl = np.zeros(cap, dtype=np.int64)
     pool = np.zeros(pool_size, dtype=np.int64)  # candidate index of each pool member
     evals = 0
     nc = 0
@@ -397,37 +547,35 @@ def _extreme_chunk(nseed, targets, n_iter, pool_size, copies, pick_copies, units
         for i in range(nn):
             order[i] = np.random.permutation(n) + 1
         child[:] = 0
-        _g_solve(child, 1, order, units, peers, n, cs[nc], cands_g, dones_g, rem_g, cells_g, 0)
+        cands, dones, rem, cells = g_scr
+        _g_solve(child, 1, order, units, peers, n, cs[nc], cands, dones, rem, cells, 0)
         cp[nc] = cs[nc]
         evals += 1 + _minimise9(cp[nc], tmp, s9)
         cd[nc] = _difficulty9(cp[nc], cs[nc], copies, q, t2, tmp, s9)
         evals += copies
-        cg[nc] = j
+        cl[nc] = j
         pool[j] = nc
         nc += 1
     for _ in range(n_iter):
         a = pool[np.random.randint(pool_size)]
         b = pool[np.random.randint(pool_size)]
         par = a if cd[a] >= cd[b] else b
-        child[:] = cp[par]
-        sol = cs[par]
-        drop = 1 + np.random.randint(3)
-        for _d in range(drop):
-            while True:
-                c = np.random.randint(nn)
-                if child[c] != 0:
+        if np.random.random() < neighbour_p:
+            found = False
+            for _k in range(8):
+                if _grid_neighbour(cp[par], cs[par], child, child_sol) == 0:
+                    continue
+                evals += 1
+                if _unique9(child, tmp, s9):
+                    found = True
                     break
-            child[c] = 0
-        while True:
-            evals += 1
-            if _unique9(child, tmp, s9):
-                break
-            while True:
-                c = np.random.randint(nn)
-                if child[c] == 0:
-                    break
-            child[c] = sol[c]
-        evals += _minimise9(child, tmp, s9)
+            if not found:
+                continue
+        else:
+            child[:] = cp[par]
+            child_sol[:] = cs[par]
+            evals += _relax_and_constrain(child, cs[par], tmp, s9)
+            evals += _minimise9(child, tmp, s9)
         dup = False
         for j in range(pool_size):
             if (cp[pool[j]] == child).all():
@@ -435,12 +583,12 @@ def _extreme_chunk(nseed, targets, n_iter, pool_size, copies, pick_copies, units
                 break
         if dup:
             continue
-        d = _difficulty9(child, sol, copies, q, t2, tmp, s9)
+        d = _difficulty9(child, child_sol, copies, q, t2, tmp, s9)
         evals += copies
         cp[nc] = child
-        cs[nc] = sol
+        cs[nc] = child_sol
         cd[nc] = d
-        cg[nc] = cg[par]
+        cl[nc] = cl[par]
         worst = 0
         for j in range(1, pool_size):
             if cd[pool[j]] < cd[pool[worst]]:
@@ -448,47 +596,97 @@ def _extreme_chunk(nseed, targets, n_iter, pool_size, copies, pick_copies, units
         if d > cd[pool[worst]]:
             pool[worst] = nc
         nc += 1
-    # fill the outputs
+    return cp[:nc], cs[:nc], cd[:nc], cl[:nc], evals
+
+
+@njit(cache=True)
+def _on_own_grid(p, s, frames, i, tries, q, s2, tmp, s9):
+    """Move ``p`` / ``s`` (in place) to a grid none of ``frames[:i]`` has; returns ``(ok, calls)``.
+
+    Unchanged when ``s`` is new. Else a walk of up to ``tries`` :func:`_grid_neighbour` draws: a
+    unique neighbour on a new grid ends it; a unique one on a taken grid becomes the walk's current
+    puzzle (all candidates of a lineage share one grid, and each grid has only some 50 neighbours).
+    """
+    if not _grid_taken(s, frames, i):
+        return True, 0
+    ev = 0
+    for _ in range(tries):
+        if _grid_neighbour(p, s, q, s2) == 0:
+            continue
+        ev += 1
+        if _unique9(q, tmp, s9):
+            p[:] = q
+            s[:] = s2
+            if not _grid_taken(s2, frames, i):
+                return True, ev
+    return False, ev
+
+
+@njit(cache=True)
+def _extreme_chunk(
+    nseed, targets, givens, n_iter, pool_size, copies, pick_copies, own_grids, neighbour_p, units, peers,
+    out_p, out_s, out_r,
+):  # fmt: skip
+    """Search (:func:`_extreme_search`), then one output per target.
+
+    Returns ``(solver calls, outputs that fell back to a random minimal puzzle)``.
+
+    Output ``i`` (target rating ``t = targets[i]``, givens ``g = givens[i]``): an unused candidate from
+    :func:`_pick_candidate` with D in ``[0.6 t, 1.6 t]`` (D <= 0.5 for t = 0); with ``own_grids`` it is
+    moved to a grid no earlier output of the chunk has (:func:`_on_own_grid`; candidates of one
+    lineage share their grid). Random symmetric copies of it are rated (``pick_copies``, four times as
+    many for t >= 64, where the search's D runs out and single copies must carry the tail) and the one
+    rated closest to ``t`` is kept; up to 4 candidates are tried when none is within 10%. A zero-rated
+    output with fewer givens than ``g`` gets random givens of its solution up to ``g`` (the real set's
+    33-35-given puzzles are such non-minimal easy ones; the rating stays 0).
+    """
+    np.random.seed(nseed)
+    nn = 81
+    s9 = _scratch9()
+    cp, cs, cd, cl, evals = _extreme_search(n_iter, pool_size, copies, neighbour_p, units, peers, s9)
+    lineage_use = np.zeros(pool_size, dtype=np.int64)
+    nc = cd.shape[0]
+    cc = (cp != 0).sum(axis=1)
     used = np.zeros(nc, dtype=np.bool_)
-    grid_use = np.zeros(pool_size, dtype=np.int64)
-    logd = np.log(cd[:nc] + 1.0)
+    logd = np.log(cd + 1.0)
+    tmp = np.zeros(nn, dtype=np.int8)
+    q = np.zeros(nn, dtype=np.int8)
+    t2 = np.zeros(nn, dtype=np.int8)
+    child = np.zeros(nn, dtype=np.int8)
+    child_sol = np.zeros(nn, dtype=np.int8)
     best_q = np.zeros(nn, dtype=np.int8)
     best_t = np.zeros(nn, dtype=np.int8)
+    frames = np.zeros((targets.shape[0], nn), dtype=np.int8)  # each output's solution, search frame
+    frame_grid = np.zeros(nn, dtype=np.int8)
+    n_random = 0
     for i in range(targets.shape[0]):
         t = targets[i]
         lo = 0.6 * t
         hi = 1.6 * t if t > 0 else 0.5
         best_gap = _NO_LIMIT
-        kbest = 0
+        kbest = -1
+        m_copies = pick_copies * 4 if t >= 64 else pick_copies
         for _try in range(4):
-            # least-used grid among unused candidates in the window, random among ties
-            k = -1
-            kuse = _NO_LIMIT
-            seen = 0
-            for j in range(nc):
-                if used[j] or cd[j] < lo or cd[j] > hi:
-                    continue
-                u = grid_use[cg[j]]
-                if u < kuse:
-                    kuse = u
-                    k = j
-                    seen = 1
-                elif u == kuse:
-                    seen += 1
-                    if np.random.randint(seen) == 0:
-                        k = j
-            if k < 0:
-                lt = np.log(t + 1.0)
-                bd = 1e30
-                for j in range(nc):
-                    if not used[j] and abs(logd[j] - lt) < bd:
-                        bd = abs(logd[j] - lt)
-                        k = j
-            if k < 0:
+            k = _pick_candidate(t, givens[i], cd, cc, cl, lineage_use, used, lo, hi, logd)
+            if k < 0 and not own_grids:  # every candidate used (a tiny search): reuse one
                 k = np.random.randint(nc)
-            used[k] = True
-            for _m in range(pick_copies):
-                _random_symmetry(cp[k], cs[k], q, t2, 3, 3)
+            if k >= 0:
+                used[k] = True
+                child[:] = cp[k]
+                child_sol[:] = cs[k]
+                if own_grids:
+                    ok, ev = _on_own_grid(child, child_sol, frames, i, 400, q, t2, tmp, s9)
+                    evals += ev
+                    if not ok:
+                        continue
+            else:
+                # no candidate left (a tiny search): a random minimal puzzle on a random grid
+                _random_grid(child_sol, units, peers)
+                child[:] = child_sol
+                evals += 1 + _minimise9(child, tmp, s9)
+                n_random += 1
+            for _m in range(m_copies):
+                _random_symmetry(child, child_sol, q, t2, 3, 3)
                 r = _rate9(q, tmp, s9)
                 evals += 1
                 gap = abs(r - t)
@@ -496,29 +694,59 @@ def _extreme_chunk(nseed, targets, n_iter, pool_size, copies, pick_copies, units
                     best_gap = gap
                     best_q[:] = q
                     best_t[:] = t2
-                    out_r[i] = r
+                    frame_grid[:] = child_sol
                     kbest = k
+                    out_r[i] = r
                     if gap == 0:
                         break
             if best_gap <= 0.1 * t:
                 break
-        grid_use[cg[kbest]] += 1
+        if best_gap == _NO_LIMIT:  # every try failed to find a new grid: a random minimal puzzle
+            _random_grid(child_sol, units, peers)
+            child[:] = child_sol
+            evals += 1 + _minimise9(child, tmp, s9)
+            n_random += 1
+            _random_symmetry(child, child_sol, best_q, best_t, 3, 3)
+            frame_grid[:] = child_sol
+            out_r[i] = _rate9(best_q, tmp, s9)
+        frames[i] = frame_grid
+        if kbest >= 0:
+            lineage_use[cl[kbest]] += 1
+        if out_r[i] == 0:
+            # add givens of the solution up to the target count (adding givens cannot add guesses)
+            have = (best_q != 0).sum()
+            if have < givens[i]:
+                for c in np.random.permutation(nn):
+                    if have >= givens[i]:
+                        break
+                    if best_q[c] == 0:
+                        best_q[c] = best_t[c]
+                        have += 1
+                out_r[i] = _rate9(best_q, tmp, s9)
+                evals += 1
         out_p[i] = best_q
         out_s[i] = best_t
-    return evals, grid_use
+    return evals, n_random
 
 
-def _extreme_targets(seed: int, c: int, k: int) -> tuple[np.ndarray, int]:
-    """Target ratings of chunk ``c`` and its numba seed, from ``SeedSequence([seed, c])``.
+def _extreme_targets(seed: int, c: int, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Target ratings and givens of chunk ``c`` and its numba seed, from ``SeedSequence([seed, c])``.
 
-    Stratified draws from the real distribution: item ``j`` gets the empirical quantile at
+    Stratified draws from the real distribution: item ``j`` gets the empirical rating quantile at
     ``(pi(j) + u_j) / k`` (``pi`` a random permutation, ``u_j`` uniform), so every chunk covers the
-    whole distribution (one item per 2% of it for ``k`` = 50) instead of an i.i.d. sample.
+    whole distribution (one item per 2% of it for ``k`` = 50) instead of an i.i.d. sample; its givens
+    target is drawn from the real givens of its rating bin.
     """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(c)]))
     table = np.repeat(*np.array(_EXTREME_RATING_COUNTS, dtype=np.int64).T)
     u = (rng.permutation(k) + rng.random(k)) / k
-    return table[np.minimum((u * table.size).astype(np.int64), table.size - 1)], int(rng.integers(0, 2**31 - 1))
+    targets = table[np.minimum((u * table.size).astype(np.int64), table.size - 1)]
+    bins = np.searchsorted(np.array([hi for _, hi in _EXTREME_BINS]), targets)
+    givens = np.zeros(k, dtype=np.int64)
+    for j, b in enumerate(bins):
+        vals, counts = np.array(_EXTREME_GIVENS_COUNTS[b], dtype=np.int64).T
+        givens[j] = rng.choice(vals, p=counts / counts.sum())
+    return targets, givens, int(rng.integers(0, 2**31 - 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,21 +779,24 @@ def _make_items(args):
 
 def _make_extreme_chunk(args):
     """Worker: build chunk ``c`` of the "extreme" path (all its items, whatever ``n`` asks for)."""
-    c, seed, n_iter, pool_size = args
+    c, seed, n_iter, pool_size, own_grids = args
     units, peers = unit_tables((3, 3))
-    targets, nseed = _extreme_targets(seed, c, EXTREME_CHUNK)
+    targets, givens, nseed = _extreme_targets(seed, c, EXTREME_CHUNK)
     p = np.zeros((EXTREME_CHUNK, 81), dtype=np.int8)
     s = np.zeros((EXTREME_CHUNK, 81), dtype=np.int8)
     r = np.zeros(EXTREME_CHUNK, dtype=np.int64)
-    ev, grid_use = _extreme_chunk(nseed, targets, n_iter, pool_size, 8, 64, units, peers, p, s, r)
-    return c, p, s, r, targets, ev, int((grid_use > 0).sum())
+    neighbour_p = NEIGHBOUR_P if own_grids else 0.0
+    ev, n_random = _extreme_chunk(
+        nseed, targets, givens, n_iter, pool_size, 8, 64, own_grids, neighbour_p, units, peers, p, s, r
+    )
+    return c, p, s, r, targets, ev, int(n_random)
 
 
-def _generate_extreme(n, seed, workers, progress, n_iter, pool_size):
+def _generate_extreme(n, seed, workers, progress, n_iter, pool_size, own_grids=False):
     """The "extreme" profile: chunks of :data:`EXTREME_CHUNK` items, see :func:`_extreme_chunk`."""
     profile = PROFILES["extreme"]
     n_chunks = -(-n // EXTREME_CHUNK)
-    jobs = [(c, seed, int(n_iter), int(pool_size)) for c in range(n_chunks)]
+    jobs = [(c, seed, int(n_iter), int(pool_size), bool(own_grids)) for c in range(n_chunks)]
     puzzles = np.zeros((n_chunks * EXTREME_CHUNK, 81), dtype=np.int8)
     solutions = np.zeros_like(puzzles)
     ratings = np.zeros(n_chunks * EXTREME_CHUNK, dtype=np.int32)
@@ -584,7 +815,7 @@ def _generate_extreme(n, seed, workers, progress, n_iter, pool_size):
             sl = slice(c * EXTREME_CHUNK, (c + 1) * EXTREME_CHUNK)
             puzzles[sl], solutions[sl], ratings[sl], targets[sl] = p, s, r, t
             evals[sl] = ev // EXTREME_CHUNK
-            log.debug("extreme chunk %d: %d solver calls, outputs from %d grids", c, ev, grids)
+            log.debug("extreme chunk %d: %d solver calls, %d random fallback outputs", c, ev, grids)
             bar.update(min(EXTREME_CHUNK, n - c * EXTREME_CHUNK))
     finally:
         bar.close()
@@ -613,6 +844,7 @@ def generate_sudoku(
     max_evals: int = 300_000,
     extreme_iters: int = 25_000,
     extreme_pool: int = 16,
+    own_grids: bool = False,
 ) -> SudokuBatch:
     """Generate ``n`` unique-solution puzzles whose ratings follow ``profile``.
 
@@ -632,6 +864,9 @@ def generate_sudoku(
         extreme_iters: search steps per chunk of :data:`EXTREME_CHUNK` items for the "extreme"
             profile on 9x9 (see :func:`_extreme_chunk`); more reaches harder puzzles, linearly slower.
         extreme_pool: population size of that search.
+        own_grids: "extreme" only: no two puzzles of a chunk share a solution grid (up to the symmetries
+            applied to each output): an output whose candidate's grid is taken moves to a neighbouring grid
+            (:func:`_grid_neighbour`). Off, the outputs of a chunk come from a few lineages' grids.
 
     Returns:
         :class:`SudokuBatch`.
@@ -653,7 +888,7 @@ def generate_sudoku(
         )
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if profile is PROFILES["extreme"] and side == 9:
-        return _generate_extreme(n, seed, workers, progress, extreme_iters, extreme_pool)
+        return _generate_extreme(n, seed, workers, progress, extreme_iters, extreme_pool, own_grids)
     chunk = max(1, min(16, n // max(1, 4 * workers)))
     jobs = [
         (list(range(s, min(n, s + chunk))), seed, box, profile, bool(minimal), int(patience), int(max_evals))
@@ -692,9 +927,9 @@ def generate_sudoku(
 
 
 def rating_stats(ratings: np.ndarray) -> dict:
-    """Mean, median, share of zero-guess puzzles and quantiles of a rating array."""
+    """Mean, median, share of zero-guess puzzles, deciles, q99 and max of a rating array."""
     r = np.asarray(ratings, dtype=np.float64)
-    qs = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
+    qs = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.99)
     return {
         "n": int(r.size),
         "mean": round(float(r.mean()), 3),
@@ -705,6 +940,45 @@ def rating_stats(ratings: np.ndarray) -> dict:
     }
 
 
+def givens_stats(puzzles: np.ndarray) -> dict:
+    """Givens per puzzle (mean, deciles) and the share of minimal puzzles (no given can go)."""
+    p = np.asarray(puzzles).reshape(len(puzzles), -1)
+    g = (p != 0).sum(axis=1)
+    minimal = 0
+    for row in p:
+        idx = np.flatnonzero(row)
+        drop = np.repeat(row[None], idx.size, axis=0)
+        drop[np.arange(idx.size), idx] = 0
+        minimal += not (solve_batch(drop.reshape(idx.size, 9, 9), limit=2)[1] == 1).any()
+    return {
+        "mean": round(float(g.mean()), 3),
+        "quantiles": {str(q): float(np.quantile(g, q)) for q in (0.01, 0.1, 0.5, 0.9, 0.99)},
+        "frac_minimal": round(minimal / max(1, len(p)), 4),
+    }
+
+
+def two_sample(a: np.ndarray, b: np.ndarray) -> dict:
+    """Kolmogorov-Smirnov and Anderson-Darling k-sample tests of two rating samples (needs scipy).
+
+    Ratings are integers with many ties: the KS p-value is then conservative; the Anderson-Darling
+    test handles ties, and scipy caps its p-value to [0.001, 0.25].
+    """
+    try:
+        from scipy import stats
+    except ImportError:
+        return {"skipped": "scipy is not installed (pip install -e .[bench])"}
+    ks = stats.ks_2samp(a, b)
+    with warnings.catch_warnings():  # scipy's notes that the p-value is capped and `midrank` is renamed
+        warnings.simplefilter("ignore", UserWarning)
+        ad = stats.anderson_ksamp([np.asarray(a, float), np.asarray(b, float)])
+    return {
+        "ks_statistic": round(float(ks.statistic), 4),
+        "ks_pvalue": round(float(ks.pvalue), 4),
+        "ad_statistic": round(float(ad.statistic), 4),
+        "ad_pvalue": round(float(ad.pvalue), 4),
+    }
+
+
 def default_real_sample() -> Path:
     """Where the real Sudoku-Extreme 1k sample lives in a checkout (``../shared/data``)."""
     root = Path(__file__).resolve().parents[1]
@@ -712,21 +986,28 @@ def default_real_sample() -> Path:
 
 
 def compare_with_real(
-    n: int = 200, profile: str = "extreme", seed: int = 0, workers: int | None = None, real: Path | None = None
+    n: int = 200,
+    profile: str = "extreme",
+    seed: int = 0,
+    workers: int | None = None,
+    real: Path | None = None,
+    own_grids: bool = False,
 ) -> dict:
-    """Generate ``n`` puzzles and report their rating distribution beside the real sample's.
+    """Generate ``n`` puzzles and report their rating and givens distributions beside the real sample's.
 
-    The real sample is rated twice: its CSV ``rating`` column and our own rater on its questions.
+    The real sample is rated twice: its CSV ``rating`` column and our own rater on its questions; the
+    two-sample tests compare the generated ratings with each.
     """
     from puzzles.sudoku_solver import rate_batch
 
     t = time.perf_counter()
-    batch = generate_sudoku(n, profile=profile, seed=seed, workers=workers, progress=False)
+    batch = generate_sudoku(n, profile=profile, seed=seed, workers=workers, progress=False, own_grids=own_grids)
     dt = time.perf_counter() - t
     out = {
         "generated": {
             "profile": profile,
             "seed": seed,
+            "own_grids": own_grids,
             **rating_stats(batch.ratings),
             "in_target_bin": float(
                 ((batch.ratings >= batch.target_bins[:, 0]) & (batch.ratings <= batch.target_bins[:, 1])).mean()
@@ -734,7 +1015,7 @@ def compare_with_real(
             "seconds": round(dt, 2),
             "puzzles_per_s": round(n / dt, 2),
             "workers": workers or os.cpu_count(),
-            "mean_givens": float((batch.puzzles != 0).sum(axis=(1, 2)).mean()),
+            "givens": givens_stats(batch.puzzles) if batch.puzzles.shape[1] == 9 else None,
         }
     }
     real = Path(real) if real is not None else default_real_sample()
@@ -746,7 +1027,9 @@ def compare_with_real(
         ours = rate_batch(q.reshape(-1, 9, 9))
         out["real_csv_rating"] = rating_stats(df.rating.to_numpy())
         out["real_our_rater"] = rating_stats(ours)
-        out["real_mean_givens"] = float((q != 0).sum(axis=1).mean())
+        out["real_givens"] = givens_stats(q.reshape(-1, 9, 9))
+        out["two_sample_vs_real_csv"] = two_sample(batch.ratings, df.rating.to_numpy())
+        out["two_sample_vs_real_our_rater"] = two_sample(batch.ratings, ours)
     else:
         out["real"] = f"not found: {real}"
     return out
@@ -760,13 +1043,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--real", type=Path, default=None, help="real Sudoku-Extreme CSV (default ../shared/data)")
+    ap.add_argument("--own-grids", action="store_true", help="extreme: every puzzle its own solution grid")
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     a = ap.parse_args(argv)
     if a.n < 1:
         ap.error(f"--n must be at least 1, got {a.n}")
     if a.real is not None and not a.real.is_file():  # the default may be absent; a named file may not
         ap.error(f"--real: no such file {a.real}")
     try:
-        print(json.dumps(compare_with_real(a.n, a.profile, a.seed, a.workers, a.real), indent=2))
+        res = compare_with_real(a.n, a.profile, a.seed, a.workers, a.real, a.own_grids)
+        res["command"] = "python -m puzzles.sudoku_generator " + " ".join(sys.argv[1:] if argv is None else argv)
+        text = json.dumps(res, indent=2)
+        print(text)
+        if a.out is not None:
+            a.out.write_text(text + "\n")
     except (ValueError, OSError) as e:  # e.g. an unreadable or malformed --real CSV (PuzzleError is a ValueError)
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

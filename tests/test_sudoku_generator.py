@@ -10,8 +10,21 @@ import numpy as np
 import pytest
 
 from puzzles.sudoku import check_solution, is_solution
-from puzzles.sudoku_generator import PROFILES, DifficultyProfile, generate_sudoku, rating_stats
-from puzzles.sudoku_solver import rate_batch, solve_batch
+from puzzles.sudoku_generator import (
+    _EXTREME_GIVENS_COUNTS,
+    _EXTREME_RATING_COUNTS,
+    PROFILES,
+    DifficultyProfile,
+    _extreme_targets,
+    _grid_neighbour,
+    _grid_taken,
+    _on_own_grid,
+    generate_sudoku,
+    givens_stats,
+    rating_stats,
+    two_sample,
+)
+from puzzles.sudoku_solver import _scratch9, count_solutions, rate_batch, solve_batch
 
 BOXES = [(2, 2), (2, 3), (3, 3)]
 
@@ -92,6 +105,67 @@ def test_extreme_chunks_reproducible_unique_and_on_target():
     assert 0.08 <= (a.ratings == 0).mean() <= 0.2
     assert a.target_bins.shape == (60, 2)
     assert generate_sudoku(0, workers=1, **kw).puzzles.shape == (0, 9, 9)
+    # givens follow the real set's: zero-rated targets may ask for non-minimal 33-35-given puzzles
+    g = (a.puzzles != 0).sum(axis=(1, 2))
+    assert 24 <= g.mean() <= 27
+    assert (a.ratings[g >= 30] == 0).all()
+    # own grids: same contract (unique, rated as stored, reproducible, independent of workers)
+    o = generate_sudoku(60, workers=1, own_grids=True, **kw)
+    o2 = generate_sudoku(60, workers=2, own_grids=True, **kw)
+    assert np.array_equal(o.puzzles, o2.puzzles)
+    sols, counts, _ = solve_batch(o.puzzles, limit=2)
+    assert (counts == 1).all() and np.array_equal(sols, o.solutions)
+    assert np.array_equal(rate_batch(o.puzzles), o.ratings)
+
+
+def test_extreme_targets_follow_the_real_tables():
+    ratings = np.repeat(*np.array(_EXTREME_RATING_COUNTS).T)
+    t, g, _ = _extreme_targets(0, 0, 1000)
+    # stratified: every 0.1% quantile of the real table is hit once
+    assert np.array_equal(np.sort(t), np.sort(ratings))
+    real_givens = {v for row in _EXTREME_GIVENS_COUNTS for v, _ in row}
+    assert set(g.tolist()) <= real_givens and 24.5 <= g.mean() <= 26
+    t2, _, s2 = _extreme_targets(0, 1, 50)
+    assert not np.array_equal(t2, t[:50]) and _extreme_targets(0, 1, 50)[2] == s2  # per-chunk, seeded
+
+
+def test_grid_neighbour_gives_another_valid_grid():
+    b = generate_sudoku(20, profile="any", seed=1, workers=1, progress=False, minimal=True)
+    s9 = _scratch9()
+    tmp = np.zeros(81, np.int8)
+    q, s2 = np.zeros(81, np.int8), np.zeros(81, np.int8)
+    hits = 0
+    for p, sol in zip(b.puzzles.reshape(-1, 81), b.solutions.reshape(-1, 81), strict=True):
+        changed = _grid_neighbour(p, sol, q, s2)
+        assert 4 <= changed <= 16
+        assert is_solution(s2.reshape(9, 9)) and (s2 != sol).sum() == changed
+        keep = p != 0
+        assert np.array_equal(q[keep], s2[keep]) and np.array_equal(q == 0, p == 0)  # givens relabelled only
+        assert not np.array_equal(q, p)  # the swapped cells form an unavoidable set: p has a given there
+        frames = sol[None].copy()
+        pp, ss = p.copy(), sol.copy()
+        ok, _ = _on_own_grid(pp, ss, frames, 1, 200, q, s2, tmp, s9)
+        if ok:
+            hits += 1
+            assert not _grid_taken(ss, frames, 1) and count_solutions(pp.reshape(9, 9)) == 1
+            assert np.array_equal(solve_batch(pp.reshape(1, 9, 9))[0].reshape(81), ss)
+        else:
+            assert np.array_equal(ss, sol) or _grid_taken(ss, frames, 1)
+    assert hits >= 10  # most minimal puzzles have a unique neighbour within 200 draws
+    assert _on_own_grid(pp, ss, np.zeros((1, 81), np.int8), 1, 5, q, s2, tmp, s9) == (True, 0)  # already new
+
+
+def test_distribution_report_helpers():
+    b = generate_sudoku(20, profile="any", seed=0, workers=1, progress=False, minimal=True)
+    gs = givens_stats(b.puzzles)
+    assert gs["frac_minimal"] == 1.0 and 17 <= gs["mean"] <= 40
+    assert givens_stats(b.solutions[:1])["frac_minimal"] == 0.0
+    pytest.importorskip("scipy")
+    same = two_sample(np.arange(100) % 7, np.arange(100) % 7)
+    assert same["ks_statistic"] == 0 and same["ks_pvalue"] == 1
+    far = two_sample(np.zeros(200), np.full(200, 30))
+    assert far["ks_pvalue"] < 1e-6 and far["ad_pvalue"] <= 0.001
+    assert {"n", "mean", "median", "frac_zero", "quantiles", "max"} <= set(rating_stats(b.ratings))
 
 
 @pytest.mark.slow
