@@ -108,7 +108,7 @@ def _popcnt(typingctx, x):
     return sig, codegen
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _lane_pop(x):
     """Popcount of each 16-bit lane of ``x`` (lanes hold at most 9 bits), branch-free."""
     x = x - ((x >> 1) & _P1)
@@ -117,7 +117,7 @@ def _lane_pop(x):
     return (x + (x >> 8)) & _P8
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _once4(x):
     """Bits that occur in exactly one of the four lanes of row word ``x``, kept in that lane."""
     a1 = (x >> 16) | (x << 48)  # rotations of the row: LLVM emits single ``ror`` instructions
@@ -127,7 +127,7 @@ def _once4(x):
     return x & ~two
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cfg(p, m0, m1, m2):
     """Pack per-element sets ``m0..m2`` of peer box ``p`` into configuration lanes (c -> m[_ELEM[p, c]])."""
     if p == 0:
@@ -137,7 +137,7 @@ def _cfg(p, m0, m1, m2):
     return m2 | (m0 << 9) | (m1 << 18) | (m0 << 27) | (m1 << 36) | (m2 << 45)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _push(sm, sw, sp, meta, word):
     """Queue a message: ``meta`` = index << 3 | aux << 1 | kind (0 box, 1 band); ``word`` = triads."""
     if sp >= sm.shape[0]:
@@ -147,7 +147,7 @@ def _push(sm, sw, sp, meta, word):
     return sp + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _box_task(S, o, box, vertical, T, sm, sw, sp):
     """Restrict ``box`` to the positive triads ``T`` of one band, propagate inside it, queue its bands.
 
@@ -269,13 +269,13 @@ def _box_task(S, o, box, vertical, T, sm, sw, sp):
     return True, sp
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _triad3(t):
     """``t`` if the set has exactly 3 values (a minirow that must hold exactly those), else 0."""
     return t if _popcnt(t) == 3 else _ZERO
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _band_task(S, o, band, from_peer, sm, sw, sp):
     """Apply a band's pending eliminations, one round of triad inference, and queue its 3 boxes."""
     ci = o + _CONF + band
