@@ -245,6 +245,27 @@ def test_augmentation_preserves_validity_and_solutions(box):
             assert res.n_solutions == 1 and np.array_equal(res.solution, s2)
 
 
+def test_swar_helpers_match_their_scalar_definitions():
+    """The 9x9 engine's bit tricks against plain Python on random 16-bit-lane words."""
+    from puzzles.sudoku_solver import _ELEM, _cfg, _lane_pop, _once4
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lanes = [int(v) for v in rng.integers(0, 512, 4)]
+        word = np.uint64(sum(v << (16 * j) for j, v in enumerate(lanes)))
+        pops = int(_lane_pop(word))
+        assert [(pops >> (16 * j)) & 0xFFFF for j in range(4)] == [bin(v).count("1") for v in lanes]
+        once = int(_once4(word))
+        for j in range(4):
+            others = [lanes[k] for k in range(4) if k != j]
+            alone = lanes[j] & ~(others[0] | others[1] | others[2])
+            assert (once >> (16 * j)) & 0xFFFF == alone
+        m = [int(v) for v in rng.integers(0, 512, 3)]
+        for p in range(3):
+            packed = int(_cfg(p, np.uint64(m[0]), np.uint64(m[1]), np.uint64(m[2])))
+            assert [(packed >> (9 * c)) & 0x1FF for c in range(6)] == [m[_ELEM[p, c]] for c in range(6)]
+
+
 # ---------------------------------------------------------------------------------------------
 # real data
 # ---------------------------------------------------------------------------------------------
