@@ -9,11 +9,11 @@ Two engines share one API:
   placing that value across its three boxes' minirows are still possible. Propagation is message
   passing between boxes and bands (naked singles, hidden singles, locked candidates / triads), in
   the same depth-first order as tdoku, and branching picks the band with the fewest
-  configurations and the value with the fewest (>= 2) configurations, asserting the first
-  configuration and then its negation. Because order and propagation strength are the same, the
-  guess count reproduces the ``rating`` column of the reference CSVs (tdoku's guess count) on
-  99.93% of top1465, 99.994% of the 17-clue list and 98.6% of the Sudoku-Extreme sample; the rest
-  differ through two details of branching (see ``benchmarks/results/sudoku_solver.md``).
+  configurations and the lowest value with exactly 2 configurations (else 3, else 4 or more),
+  asserting the first configuration and then its negation, then choosing afresh. Because order
+  and propagation strength are the same, the guess count equals tdoku's (the ``rating`` column of
+  the reference CSVs) on every puzzle of top1465, the 17-clue list and the Sudoku-Extreme sample
+  (see ``benchmarks/results/sudoku_solver.md``).
   Where tdoku uses 256-bit vectors, this engine uses SWAR ("SIMD within a register"): a box is
   four uint64 words of four 16-bit lanes, a band's six configuration sets are packed 9 bits each
   in one uint64, lane-wise popcounts and compares are branch-free bit tricks, and the message
@@ -402,17 +402,17 @@ def _choose(S, o):
     if best_band < 0:
         return -1, -1
     X = S[o + _CONF + best_band]
+    # tdoku's value rule: the lowest value with exactly 2 configurations, else the lowest with
+    # exactly 3, else the lowest with 4 or more (not the one with the fewest: tdoku's bit-parallel
+    # counter stops at 4, and matching it is what reproduces its guess counts)
     best_value = -1
-    best_vc = 1 << 30
-    for v in range(8):
+    best_rank = 5
+    for v in range(9):
         n = _popcnt(X & (_C1 << v))
-        if n >= 2 and n < best_vc:
-            best_vc = n
+        rank = n if n < 4 else 4
+        if n >= 2 and rank < best_rank:
+            best_rank = rank
             best_value = v
-    n8 = _popcnt(X & (_C1 << 8))
-    # tdoku looks at value 8 only when no value 0..7 is binary, and takes it on a strict win
-    if best_value < 0 or (best_vc > 2 and n8 > 1 and n8 < best_vc):
-        best_value = 8
     return best_band, best_value
 
 
@@ -477,15 +477,12 @@ def _solve9(grid81, limit, out81, S, sm, sw, bv):
                 action = 2
         elif action == 2:
             band = bv[2 * d]
-            vmask = _C1 << bv[2 * d + 1]
-            vc = S[o + _CONF + band] & vmask
+            vc = S[o + _CONF + band] & (_C1 << bv[2 * d + 1])
             S[o + _ELIM + band] |= vc & (~vc + _ONE)  # negate the first configuration
             sp = _push(sm, sw, 0, (band << 3) | 1, _ZERO)
-            if _run(S, o, sm, sw, sp):
-                # one configuration left: continue as a tail call; else guess again on it
-                action = 0 if _popcnt(S[o + _CONF + band] & vmask) == 1 else 1
-            else:
-                action = 3
+            # after the negation, choose afresh (tdoku recurses into a new choice; guessing again
+            # on the same band and value would be a different search)
+            action = 0 if _run(S, o, sm, sw, sp) else 3
         else:
             if d == 0:
                 break
