@@ -40,6 +40,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -54,6 +55,7 @@ import numpy as np
 from numba import njit
 from tqdm import tqdm
 
+from puzzles import sudoku_solver
 from puzzles.errors import PuzzleFormatError
 from puzzles.sudoku import _check_box
 from puzzles.sudoku_solver import _g_solve, _scratch9, _solve9_s, solve_batch, unit_tables
@@ -336,8 +338,11 @@ _EXTREME_GIVENS_COUNTS = (
     ((23, 2), (24, 1)),
 )  # fmt: skip
 
+# the real set's minimal puzzles have at most 29 givens; its 33-35-given ones are non-minimal, zero-rated
+_MAX_MINIMAL_GIVENS = 30
+ROUNDS = 3  # most search rounds per chunk (a round stalled below its hardest targets restarts)
 EXTREME_CHUNK = 50  # items per chunk: chunk c is built from SeedSequence([seed, c]) alone
-NEIGHBOUR_P = 0.3  # with own_grids: share of search steps that move to a neighbouring grid
+NEIGHBOUR_P = 0.5  # with own_grids: share of search children moved on to a neighbouring grid
 
 
 @njit(cache=True)
@@ -449,10 +454,19 @@ def _grid_neighbour(p, s, q, s2):
 
 
 @njit(cache=True)
+def _same(a, b):
+    """``(a == b).all()`` for two flat grids, without a temporary array (it runs every search step)."""
+    for i in range(a.shape[0]):
+        if a[i] != b[i]:
+            return False
+    return True
+
+
+@njit(cache=True)
 def _grid_taken(sol, frames, k):
     """Whether ``sol`` equals one of ``frames[:k]``."""
     for j in range(k):
-        if (frames[j] == sol).all():
+        if _same(frames[j], sol):
             return True
     return False
 
@@ -461,10 +475,10 @@ def _grid_taken(sol, frames, k):
 def _pick_candidate(t, g, cd, cc, cl, lineage_use, used, lo, hi, logd):
     """Index of the candidate for target rating ``t`` and givens ``g`` (-1 when none is left).
 
-    Among unused candidates whose D lies in ``[lo, hi]``: the least ``|givens - g| + uses of its
-    lineage`` (a zero-rated target may have fewer givens: they are added later; lineage uses spread
-    a chunk's outputs over the search's lineages), random among ties; when the window is empty, the D
-    nearest ``t`` in log scale.
+    Among unused candidates whose D lies in ``[lo, hi]``: the least ``2 |givens - g| + uses of its
+    lineage`` (``g`` capped at :data:`_MAX_MINIMAL_GIVENS`: such targets get givens added later;
+    lineage uses spread a chunk's outputs over the search's lineages), random among ties; when the
+    window is empty, the D nearest ``t`` in log scale.
     """
     k = -1
     kgap = _NO_LIMIT
@@ -472,7 +486,7 @@ def _pick_candidate(t, g, cd, cc, cl, lineage_use, used, lo, hi, logd):
     for j in range(cd.shape[0]):
         if used[j] or cd[j] < lo or cd[j] > hi:
             continue
-        gap = (abs(cc[j] - g) if (t > 0 or cc[j] > g) else 0) + lineage_use[cl[j]]
+        gap = 2 * abs(cc[j] - min(g, _MAX_MINIMAL_GIVENS)) + lineage_use[cl[j]]
         if gap < kgap:
             kgap = gap
             k = j
@@ -508,18 +522,19 @@ def _random_grid(out, units, peers):
 
 
 @njit(cache=True)
-def _extreme_search(n_iter, pool_size, copies, neighbour_p, units, peers, s9):
+def _extreme_search(n_iter, rounds, want_d, pool_size, copies, neighbour_p, units, peers, s9):
     """Population search for hard puzzles; returns the candidates ``(puzzles, solutions, D, lineage, calls)``.
 
-    A candidate's lineage is the initial pool member it descends from.
-
     A pool of ``pool_size`` random minimal puzzles (each from its own random grid) scored by D
-    (:func:`_difficulty9`); each step takes the harder of two random pool members and makes a child:
-    with probability ``neighbour_p`` a unique puzzle on a neighbouring grid (:func:`_grid_neighbour`,
-    up to 8 draws; it keeps most of the parent's difficulty, and spreads the hard lineages over many
-    grids), else it relaxes and re-constrains the parent on its grid (:func:`_relax_and_constrain`) and
-    minimises it. The child is scored and replaces the pool's weakest member when harder (no
-    duplicates). Every scored puzzle is a candidate.
+    (:func:`_difficulty9`); each step takes the harder of two random pool members, relaxes and
+    re-constrains it on its grid (:func:`_relax_and_constrain`) and minimises it; with probability
+    ``neighbour_p`` the child then moves to a neighbouring grid (:func:`_grid_neighbour`, the first
+    unique one of up to 8 draws: it keeps most of the difficulty and spreads the lineages over many
+    grids). The child is scored and replaces the pool's weakest member when harder (no duplicates).
+    Every scored puzzle is a candidate; its lineage is the initial pool member it descends from.
+
+    A round is ``n_iter`` steps from a fresh pool. A pool can stall on a plateau far below the hardest
+    targets, so while no candidate has reached D >= ``want_d`` another round starts (up to ``rounds``).
     """
     n = 9
     nn = 81
@@ -535,7 +550,7 @@ def _extreme_search(n_iter, pool_size, copies, neighbour_p, units, peers, s9):
     t2 = np.zeros(nn, dtype=np.int8)
     child = np.zeros(nn, dtype=np.int8)
     child_sol = np.zeros(nn, dtype=np.int8)
-    cap = pool_size + n_iter
+    cap = rounds * (pool_size + n_iter)
     cp = np.zeros((cap, nn), dtype=np.int8)
     cs = np.zeros((cap, nn), dtype=np.int8)
     cd = np.zeros(cap, dtype=np.float64)
@@ -543,59 +558,63 @@ def _extreme_search(n_iter, pool_size, copies, neighbour_p, units, peers, s9):
     pool = np.zeros(pool_size, dtype=np.int64)  # candidate index of each pool member
     evals = 0
     nc = 0
-    for j in range(pool_size):
-        for i in range(nn):
-            order[i] = np.random.permutation(n) + 1
-        child[:] = 0
-        cands, dones, rem, cells = g_scr
-        _g_solve(child, 1, order, units, peers, n, cs[nc], cands, dones, rem, cells, 0)
-        cp[nc] = cs[nc]
-        evals += 1 + _minimise9(cp[nc], tmp, s9)
-        cd[nc] = _difficulty9(cp[nc], cs[nc], copies, q, t2, tmp, s9)
-        evals += copies
-        cl[nc] = j
-        pool[j] = nc
-        nc += 1
-    for _ in range(n_iter):
-        a = pool[np.random.randint(pool_size)]
-        b = pool[np.random.randint(pool_size)]
-        par = a if cd[a] >= cd[b] else b
-        if np.random.random() < neighbour_p:
-            found = False
-            for _k in range(8):
-                if _grid_neighbour(cp[par], cs[par], child, child_sol) == 0:
-                    continue
-                evals += 1
-                if _unique9(child, tmp, s9):
-                    found = True
-                    break
-            if not found:
-                continue
-        else:
+    best_d = -1.0
+    for rnd in range(rounds):
+        if rnd > 0 and best_d >= want_d:
+            break
+        for j in range(pool_size):
+            for i in range(nn):
+                order[i] = np.random.permutation(n) + 1
+            child[:] = 0
+            cands, dones, rem, cells = g_scr
+            _g_solve(child, 1, order, units, peers, n, cs[nc], cands, dones, rem, cells, 0)
+            cp[nc] = cs[nc]
+            evals += 1 + _minimise9(cp[nc], tmp, s9)
+            cd[nc] = _difficulty9(cp[nc], cs[nc], copies, q, t2, tmp, s9)
+            evals += copies
+            cl[nc] = rnd * pool_size + j
+            pool[j] = nc
+            best_d = max(best_d, cd[nc])
+            nc += 1
+        for _ in range(n_iter):
+            a = pool[np.random.randint(pool_size)]
+            b = pool[np.random.randint(pool_size)]
+            par = a if cd[a] >= cd[b] else b
             child[:] = cp[par]
             child_sol[:] = cs[par]
             evals += _relax_and_constrain(child, cs[par], tmp, s9)
             evals += _minimise9(child, tmp, s9)
-        dup = False
-        for j in range(pool_size):
-            if (cp[pool[j]] == child).all():
-                dup = True
-                break
-        if dup:
-            continue
-        d = _difficulty9(child, child_sol, copies, q, t2, tmp, s9)
-        evals += copies
-        cp[nc] = child
-        cs[nc] = child_sol
-        cd[nc] = d
-        cl[nc] = cl[par]
-        worst = 0
-        for j in range(1, pool_size):
-            if cd[pool[j]] < cd[pool[worst]]:
-                worst = j
-        if d > cd[pool[worst]]:
-            pool[worst] = nc
-        nc += 1
+            if np.random.random() < neighbour_p:
+                for _k in range(8):
+                    if _grid_neighbour(child, child_sol, q, t2) == 0:
+                        continue
+                    evals += 1
+                    if _unique9(q, tmp, s9):
+                        child[:] = q
+                        child_sol[:] = t2
+                        evals += _minimise9(child, tmp, s9)  # relabelled givens can become redundant
+                        break
+            dup = False
+            for j in range(pool_size):
+                if _same(cp[pool[j]], child):
+                    dup = True
+                    break
+            if dup:
+                continue
+            d = _difficulty9(child, child_sol, copies, q, t2, tmp, s9)
+            evals += copies
+            cp[nc] = child
+            cs[nc] = child_sol
+            cd[nc] = d
+            cl[nc] = cl[par]
+            worst = 0
+            for j in range(1, pool_size):
+                if cd[pool[j]] < cd[pool[worst]]:
+                    worst = j
+            if d > cd[pool[worst]]:
+                pool[worst] = nc
+            best_d = max(best_d, d)
+            nc += 1
     return cp[:nc], cs[:nc], cd[:nc], cl[:nc], evals
 
 
@@ -604,7 +623,7 @@ def _on_own_grid(p, s, frames, i, tries, q, s2, tmp, s9):
     """Move ``p`` / ``s`` (in place) to a grid none of ``frames[:i]`` has; returns ``(ok, calls)``.
 
     Unchanged when ``s`` is new. Else a walk of up to ``tries`` :func:`_grid_neighbour` draws: a
-    unique neighbour on a new grid ends it; a unique one on a taken grid becomes the walk's current
+    unique neighbour (minimised) on a new grid ends it; a unique one on a taken grid becomes the walk's current
     puzzle (all candidates of a lineage share one grid, and each grid has only some 50 neighbours).
     """
     if not _grid_taken(s, frames, i):
@@ -617,6 +636,7 @@ def _on_own_grid(p, s, frames, i, tries, q, s2, tmp, s9):
         if _unique9(q, tmp, s9):
             p[:] = q
             s[:] = s2
+            ev += _minimise9(p, tmp, s9)  # relabelled givens can become redundant
             if not _grid_taken(s2, frames, i):
                 return True, ev
     return False, ev
@@ -634,17 +654,20 @@ def _extreme_chunk(
     Output ``i`` (target rating ``t = targets[i]``, givens ``g = givens[i]``): an unused candidate from
     :func:`_pick_candidate` with D in ``[0.6 t, 1.6 t]`` (D <= 0.5 for t = 0); with ``own_grids`` it is
     moved to a grid no earlier output of the chunk has (:func:`_on_own_grid`; candidates of one
-    lineage share their grid). Random symmetric copies of it are rated (``pick_copies``, four times as
-    many for t >= 64, where the search's D runs out and single copies must carry the tail) and the one
-    rated closest to ``t`` is kept; up to 4 candidates are tried when none is within 10%. A zero-rated
-    output with fewer givens than ``g`` gets random givens of its solution up to ``g`` (the real set's
-    33-35-given puzzles are such non-minimal easy ones; the rating stays 0).
+    lineage share their grid). Random symmetric copies of it are rated (``pick_copies``; twice as many
+    for t >= 32 and 32 times for t >= 64, where the search's D runs out and single copies must carry the
+    tail) and the one rated closest to ``t`` is kept; up to 4 candidates are tried when none is within 10%. A zero-rated
+    output whose ``g`` exceeds :data:`_MAX_MINIMAL_GIVENS` gets random givens of its solution up to ``g``
+    (the real set's 33-35-given puzzles are such non-minimal easy ones; the rating stays 0).
     """
     np.random.seed(nseed)
     nn = 81
     s9 = _scratch9()
-    cp, cs, cd, cl, evals = _extreme_search(n_iter, pool_size, copies, neighbour_p, units, peers, s9)
-    lineage_use = np.zeros(pool_size, dtype=np.int64)
+    # the hardest target asks for a search that reached about D = 0.45 t (as-stored ratings of copies
+    # reach about twice their D); a stalled search gets up to 2 more rounds
+    want_d = min(0.4 * targets.max(), 40.0) if targets.shape[0] else 0.0
+    cp, cs, cd, cl, evals = _extreme_search(n_iter, ROUNDS, want_d, pool_size, copies, neighbour_p, units, peers, s9)
+    lineage_use = np.zeros(ROUNDS * pool_size, dtype=np.int64)
     nc = cd.shape[0]
     cc = (cp != 0).sum(axis=1)
     used = np.zeros(nc, dtype=np.bool_)
@@ -656,16 +679,18 @@ def _extreme_chunk(
     child_sol = np.zeros(nn, dtype=np.int8)
     best_q = np.zeros(nn, dtype=np.int8)
     best_t = np.zeros(nn, dtype=np.int8)
-    frames = np.zeros((targets.shape[0], nn), dtype=np.int8)  # each output's solution, search frame
+    frames = np.zeros((targets.shape[0], nn), dtype=np.int8)  # solutions of the outputs so far, search frame
+    nf = 0
     frame_grid = np.zeros(nn, dtype=np.int8)
     n_random = 0
-    for i in range(targets.shape[0]):
+    # hardest targets first: a softer target's window would otherwise take the few hardest candidates
+    for i in np.argsort(-targets, kind="mergesort"):
         t = targets[i]
         lo = 0.6 * t
         hi = 1.6 * t if t > 0 else 0.5
         best_gap = _NO_LIMIT
         kbest = -1
-        m_copies = pick_copies * 4 if t >= 64 else pick_copies
+        m_copies = pick_copies * (32 if t >= 64 else (2 if t >= 32 else 1))
         for _try in range(4):
             k = _pick_candidate(t, givens[i], cd, cc, cl, lineage_use, used, lo, hi, logd)
             if k < 0 and not own_grids:  # every candidate used (a tiny search): reuse one
@@ -675,7 +700,7 @@ def _extreme_chunk(
                 child[:] = cp[k]
                 child_sol[:] = cs[k]
                 if own_grids:
-                    ok, ev = _on_own_grid(child, child_sol, frames, i, 400, q, t2, tmp, s9)
+                    ok, ev = _on_own_grid(child, child_sol, frames, nf, 400, q, t2, tmp, s9)
                     evals += ev
                     if not ok:
                         continue
@@ -709,11 +734,13 @@ def _extreme_chunk(
             _random_symmetry(child, child_sol, best_q, best_t, 3, 3)
             frame_grid[:] = child_sol
             out_r[i] = _rate9(best_q, tmp, s9)
-        frames[i] = frame_grid
+        frames[nf] = frame_grid
+        nf += 1
         if kbest >= 0:
             lineage_use[cl[kbest]] += 1
-        if out_r[i] == 0:
-            # add givens of the solution up to the target count (adding givens cannot add guesses)
+        if out_r[i] == 0 and givens[i] > _MAX_MINIMAL_GIVENS:
+            # the real set's non-minimal easy puzzles: add givens of the solution up to the target count
+            # (adding givens cannot add guesses)
             have = (best_q != 0).sum()
             if have < givens[i]:
                 for c in np.random.permutation(nn):
@@ -747,6 +774,30 @@ def _extreme_targets(seed: int, c: int, k: int) -> tuple[np.ndarray, np.ndarray,
         vals, counts = np.array(_EXTREME_GIVENS_COUNTS[b], dtype=np.int64).T
         givens[j] = rng.choice(vals, p=counts / counts.sum())
     return targets, givens, int(rng.integers(0, 2**31 - 1))
+
+
+def _drop_stale_kernel_cache() -> None:
+    """Recompile this module's kernels when ``sudoku_solver.py`` changed since they were cached.
+
+    numba's ``cache=True`` keys a kernel on its own source file only, but the kernels here compile the
+    solver into themselves: after an upgrade that changes only the solver, they would keep running the
+    old one (old speed, and old guess counts as ratings). A digest of the solver's source beside the
+    cache decides; numba's cache objects are private API, so any surprise leaves the cache alone.
+    """
+    kernels = [f for f in globals().values() if hasattr(f, "_cache") and hasattr(f, "py_func")]
+    try:
+        digest = hashlib.sha256(Path(sudoku_solver.__file__).read_bytes()).hexdigest()
+        stamp = Path(_extreme_chunk._cache._cache_path) / "sudoku_generator.solver.sha256"
+        if stamp.is_file() and stamp.read_text() == digest:
+            return
+        for kernel in kernels:
+            kernel._cache.flush()
+        stamp.write_text(digest)
+    except (AttributeError, OSError) as e:
+        log.debug("numba kernel cache check skipped: %s", e)
+
+
+_drop_stale_kernel_cache()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -842,7 +893,7 @@ def generate_sudoku(
     minimal: bool = False,
     patience: int = 4000,
     max_evals: int = 300_000,
-    extreme_iters: int = 25_000,
+    extreme_iters: int = 8_000,
     extreme_pool: int = 16,
     own_grids: bool = False,
 ) -> SudokuBatch:
