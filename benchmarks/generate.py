@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from puzzles.datasets import DATASETS, get_dataset
 
-DEFAULT_N = {"sudoku-extreme": 200, "sudoku6": 2000, "sudoku4": 2000, "maze-hard": 1000, "maze-small": 2000}
+DEFAULT_N = {"sudoku-extreme": 1000, "sudoku6": 2000, "sudoku4": 2000, "maze-hard": 1000, "maze-small": 2000}
 
 
 def cpu_name() -> str:
@@ -72,8 +73,10 @@ def main() -> None:
     args = parser.parse_args()
     results = [bench(d, args.n or DEFAULT_N.get(d, 500), args.workers, args.seed) for d in args.datasets]
     command = " ".join(["python benchmarks/generate.py", *sys.argv[1:]])
-    machine = {"cpu": cpu_name(), "cores": os.cpu_count()}
-    print(json.dumps({"command": command, "machine": machine, "results": results}, indent=2))
+    machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "load_average_at_end": os.getloadavg()}
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    out = {"command": command, "commit": rev.stdout.strip(), "machine": machine, "results": results}
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
