@@ -46,7 +46,7 @@ def real_q99_interval(n_boot: int = 2000) -> tuple[float, float]:
 
 def table(runs: list[dict]) -> str:
     real = runs[0]["real_csv_rating"]
-    head = "| | " + " | ".join(f"q{q[2:]}" for q in QS) + " | max | mean | givens | minimal | KS p | AD p | s |"
+    head = "| | " + " | ".join(f"q{q}" for q in QS) + " | max | mean | givens | minimal | KS p | AD p | s |"
     lines = [head, "|" + "---|" * (len(QS) + 9)]
     for d in runs:
         g, t = d["generated"], d["two_sample_vs_real_csv"]
