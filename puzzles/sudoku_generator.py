@@ -15,14 +15,19 @@ same for a given seed whatever the number of worker processes. For one item:
 
 The "extreme" profile on 9x9 works differently (the approach of tdoku's generator): items come in
 chunks of :data:`EXTREME_CHUNK`, chunk ``c`` built from ``SeedSequence([seed, c])`` alone (so again
-independent of ``workers``, and a shorter batch is a prefix of a longer one). A chunk runs a
-population search for hard puzzles (pool scored by D, the geometric mean of ``rating + 1`` over 8
-random symmetric copies, minus 1; step: drop 1-3 givens of a hard member, re-add random givens of its
-solution until unique, minimise, keep when harder than the weakest member). Every scored puzzle is a
-candidate. Each item then gets a target rating drawn (stratified) from the real Sudoku-Extreme rating
-table, an unused candidate with D near it, and the one of 64 random symmetric copies of that candidate
-whose rating *as stored* is closest to the target (ratings vary widely across symmetric copies).
-``target_bins`` then holds the profile bin of each item's target. See :func:`_extreme_chunk`.
+independent of ``workers``, and a shorter batch is a prefix of a longer one). Each item of a chunk
+gets a target rating drawn (stratified) from the real Sudoku-Extreme rating table and a target givens
+count drawn from the real givens of that rating's bin. A population search for hard puzzles (pool
+scored by D, the geometric mean of ``rating + 1`` over 8 random symmetric copies, minus 1; step: drop
+1-3 givens of a hard member, re-add random givens of its solution until unique, minimise, keep when
+harder than the weakest member) runs in rounds from fresh pools until it reaches the D the chunk's
+hardest target needs. Every scored puzzle is a candidate. Hardest targets first, each item takes an
+unused candidate with D near its target and givens near its count, and the one of 64 (up to 2,048
+for the tail) random symmetric copies whose rating *as stored* is closest to the target (ratings vary
+widely across symmetric copies). With ``own_grids=True`` no two items of a chunk share a solution
+grid (:func:`_grid_neighbour`); by default the items of a chunk come from the search's few lineages.
+``target_bins`` holds the profile bin of each item's target. See :func:`_extreme_chunk`;
+benchmarks/results/sudoku_extreme_distribution.md compares the output with the real set.
 
 Usage::
 
@@ -31,7 +36,7 @@ Usage::
     batch.puzzles.shape, batch.ratings.mean()
     generate_sudoku(500, box=(2, 3), profile="any", seed=1)    # 6x6 for CPU training
 
-    python -m puzzles.sudoku_generator --n 200 --profile extreme --seed 0   # JSON vs. real sample
+    python -m puzzles.sudoku_generator --n 1000 --seed 1 --out gen.json     # JSON vs. real sample
 """
 
 # numba kernels draw from numba's own per-process generator (np.random.seed / randint inside @njit,
