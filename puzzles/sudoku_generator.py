@@ -917,8 +917,9 @@ def generate_sudoku(
         patience: solver calls without a rating gain before a climb restarts from a new grid.
         max_evals: solver calls allowed per item; an item that does not reach its bin keeps the
             closest puzzle found and a warning is logged.
-        extreme_iters: search steps per chunk of :data:`EXTREME_CHUNK` items for the "extreme"
-            profile on 9x9 (see :func:`_extreme_chunk`); more reaches harder puzzles, linearly slower.
+        extreme_iters: search steps per round for a chunk of :data:`EXTREME_CHUNK` items of the
+            "extreme" profile on 9x9 (up to :data:`ROUNDS` rounds, see :func:`_extreme_search`); more
+            reaches harder puzzles, linearly slower.
         extreme_pool: population size of that search.
         own_grids: "extreme" only: no two puzzles of a chunk share a solution grid (up to the symmetries
             applied to each output): an output whose candidate's grid is taken moves to a neighbouring grid
