@@ -326,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in sorted(TASKS):
                 for _ver, spec in sorted(TASKS[name].items()):
                     print(
-                        f"{spec.key:<18} {spec.description}  [test {spec.test_size}, seed {spec.build_seed}, "
+                        f"{spec.key:<18} {'(retired) ' if spec.retired else ''}{spec.description}  "
+                        f"[test {spec.test_size}, seed {spec.build_seed}, "
                         f"<= {spec.max_steps} steps, <= {spec.max_solver_iter} solver iters, {spec.precision}, "
                         f"fingerprint {spec.fingerprint}]"
                     )

@@ -33,7 +33,7 @@ class TaskError(ValueError):
 
 
 #: spec fields that decide what may be scored, or how it is shown, not what a score means (not fingerprinted)
-_UNSCORED = ("description", "reported", "bounds", "score_seconds_base", "score_seconds_per_example")
+_UNSCORED = ("description", "reported", "bounds", "score_seconds_base", "score_seconds_per_example", "retired")
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,8 @@ class TaskSpec:
         score_seconds_base, score_seconds_per_example: the scoring worker's wall-clock limit is
             ``base + per_example * examples scored`` seconds (times the deployment's ``time_scale``); its CPU
             time limit is that times its threads. Sized for a CPU scorer at the largest admitted config.
+        retired: why this version's generated test split can no longer be built (empty: it can). Its
+            scores stay; it is scored only on a split cached by the code that built it, or with ``--data``.
     """
 
     name: str
@@ -105,6 +107,7 @@ class TaskSpec:
     bounds: ConfigBounds = ConfigBounds()
     score_seconds_base: float = 120.0
     score_seconds_per_example: float = 2.0
+    retired: str = ""
 
     @property
     def key(self) -> str:
@@ -143,7 +146,18 @@ _SPECS = [
     TaskSpec(
         "sudoku-extreme",
         1,
-        "Sudoku-Extreme (9x9); generated test split unless --data gives the real one",
+        "Sudoku-Extreme (9x9); generated test split (generator before 2026-12-02) unless --data gives the real one",
+        test_size=1000,
+        reported=_SUDOKU_REPORTED,
+        retired="its generated test split came from the Sudoku generator before 2026-12-02 (issue 22 changed "
+        "the extreme profile and the rater's branching), which this code cannot rebuild; score sudoku-extreme@2, "
+        "or @1 with --data or a split cached under its name",
+    ),
+    TaskSpec(
+        "sudoku-extreme",
+        2,
+        "Sudoku-Extreme (9x9); generated test split (ratings and givens matched to the real set) unless --data "
+        "gives the real one",
         test_size=1000,
         reported=_SUDOKU_REPORTED,
     ),
@@ -242,6 +256,8 @@ def prepare_test_data(
     folder = Path(root) if root is not None else default_data_root()
     folder = folder / spec.key
     if not (folder / "test" / "dataset.json").is_file():
+        if spec.retired:
+            raise TaskError(f"{spec.key} is retired: {spec.retired}")
         from puzzles.build import build
 
         # The generator draws the test split from its own seed stream, so it is the same whatever --train is:

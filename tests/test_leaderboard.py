@@ -330,3 +330,21 @@ def test_the_default_database_and_its_folders_are_ignored_by_git():
     paths = ["leaderboard.db", "leaderboard.db-wal", "leaderboard.db.files/x.safetensors", "leaderboard.db.spool/j/x"]
     out = subprocess.run(["git", "check-ignore", *paths], cwd=root, capture_output=True, text=True)
     assert out.stdout.split() == paths
+
+
+def test_retired_task_version_is_not_rebuilt(tmp_path):
+    """sudoku-extreme@1's generated split came from the generator before issue 22: it is never rebuilt."""
+    from leaderboard.tasks import TaskError, prepare_test_data
+
+    old, new = get_task("sudoku-extreme@1"), get_task("sudoku-extreme")
+    assert new.version == 2 and not new.retired and old.retired
+    # same scored fields apart from the version: @1's fingerprint (and its rows) are untouched
+    assert replace(new, version=1).fingerprint == old.fingerprint
+    with pytest.raises(TaskError, match="retired"):
+        prepare_test_data(old, root=tmp_path, progress=False)
+    assert not (tmp_path / "sudoku-extreme@1").exists()
+    # a split that the old code cached under its name is still scored on
+    (tmp_path / "sudoku-extreme@1" / "test").mkdir(parents=True)
+    (tmp_path / "sudoku-extreme@1" / "test" / "dataset.json").write_text("{}")
+    folder, data_id = prepare_test_data(old, root=tmp_path, progress=False)
+    assert folder == tmp_path / "sudoku-extreme@1" and data_id == "generated:seed=0:n=1000"
