@@ -460,6 +460,18 @@ def _grid_neighbour(p, s, q, s2):
 
 
 @njit(cache=True)
+def _neighbour_step(p, s, q, s2, tmp, s9):
+    """One :func:`_grid_neighbour` draw; a unique one replaces ``p`` / ``s`` (minimised). Returns ``(moved, calls)``."""
+    if _grid_neighbour(p, s, q, s2) == 0:
+        return False, 0
+    if not _unique9(q, tmp, s9):
+        return False, 1
+    p[:] = q
+    s[:] = s2
+    return True, 1 + _minimise9(p, tmp, s9)  # relabelled givens can become redundant
+
+
+@njit(cache=True)
 def _same(a, b):
     """``(a == b).all()`` for two flat grids, without a temporary array (it runs every search step)."""
     for i in range(a.shape[0]):
@@ -542,15 +554,7 @@ def _extreme_search(n_iter, rounds, want_d, pool_size, copies, neighbour_p, unit
     A round is ``n_iter`` steps from a fresh pool. A pool can stall on a plateau far below the hardest
     targets, so while no candidate has reached D >= ``want_d`` another round starts (up to ``rounds``).
     """
-    n = 9
     nn = 81
-    g_scr = (
-        np.empty((nn + 2, nn), dtype=np.int32),
-        np.empty((nn + 2, nn), dtype=np.uint8),
-        np.empty(nn + 2, dtype=np.int64),
-        np.empty(nn + 2, dtype=np.int64),
-    )
-    order = np.empty((nn, n), dtype=np.int64)
     tmp = np.zeros(nn, dtype=np.int8)
     q = np.zeros(nn, dtype=np.int8)
     t2 = np.zeros(nn, dtype=np.int8)
@@ -569,11 +573,7 @@ def _extreme_search(n_iter, rounds, want_d, pool_size, copies, neighbour_p, unit
         if rnd > 0 and best_d >= want_d:
             break
         for j in range(pool_size):
-            for i in range(nn):
-                order[i] = np.random.permutation(n) + 1
-            child[:] = 0
-            cands, dones, rem, cells = g_scr
-            _g_solve(child, 1, order, units, peers, n, cs[nc], cands, dones, rem, cells, 0)
+            _random_grid(cs[nc], units, peers)
             cp[nc] = cs[nc]
             evals += 1 + _minimise9(cp[nc], tmp, s9)
             cd[nc] = _difficulty9(cp[nc], cs[nc], copies, q, t2, tmp, s9)
@@ -592,13 +592,9 @@ def _extreme_search(n_iter, rounds, want_d, pool_size, copies, neighbour_p, unit
             evals += _minimise9(child, tmp, s9)
             if np.random.random() < neighbour_p:
                 for _k in range(8):
-                    if _grid_neighbour(child, child_sol, q, t2) == 0:
-                        continue
-                    evals += 1
-                    if _unique9(q, tmp, s9):
-                        child[:] = q
-                        child_sol[:] = t2
-                        evals += _minimise9(child, tmp, s9)  # relabelled givens can become redundant
+                    moved, ev = _neighbour_step(child, child_sol, q, t2, tmp, s9)
+                    evals += ev
+                    if moved:
                         break
             dup = False
             for j in range(pool_size):
@@ -636,15 +632,10 @@ def _on_own_grid(p, s, frames, i, tries, q, s2, tmp, s9):
         return True, 0
     ev = 0
     for _ in range(tries):
-        if _grid_neighbour(p, s, q, s2) == 0:
-            continue
-        ev += 1
-        if _unique9(q, tmp, s9):
-            p[:] = q
-            s[:] = s2
-            ev += _minimise9(p, tmp, s9)  # relabelled givens can become redundant
-            if not _grid_taken(s2, frames, i):
-                return True, ev
+        moved, e = _neighbour_step(p, s, q, s2, tmp, s9)
+        ev += e
+        if moved and not _grid_taken(s, frames, i):
+            return True, ev
     return False, ev
 
 

@@ -133,6 +133,12 @@ def _once4(x):
 
 
 @njit(cache=True, inline="always")
+def _unpack6(X):
+    """The six 9-bit configuration sets of a band word (configuration c in bits 9c..9c+8)."""
+    return X & _M9, (X >> 9) & _M9, (X >> 18) & _M9, (X >> 27) & _M9, (X >> 36) & _M9, (X >> 45) & _M9
+
+
+@njit(cache=True, inline="always")
 def _cfg(p, m0, m1, m2):
     """Pack per-element sets ``m0..m2`` of peer box ``p`` into configuration lanes (c -> m[_ELEM[p, c]])."""
     if p == 0:
@@ -290,12 +296,7 @@ def _band_task(S, o, band, from_peer, sm, sw, sp):
     X &= ~S[ci + 6]
     # positive triads t[p][e] = values that may sit in element e of peer box p: the union of
     # the two configurations that put a value there
-    x0 = X & _M9
-    x1 = (X >> 9) & _M9
-    x2 = (X >> 18) & _M9
-    x3 = (X >> 27) & _M9
-    x4 = (X >> 36) & _M9
-    x5 = (X >> 45) & _M9
+    x0, x1, x2, x3, x4, x5 = _unpack6(X)
     # an element that can only hold 3 values holds exactly those: drop the configurations that
     # put one of them elsewhere in its box (one round only, as tdoku does)
     a00 = _triad3(x0 | x4)
@@ -312,12 +313,7 @@ def _band_task(S, o, band, from_peer, sm, sw, sp):
     m |= _cfg(2, a21 | a22, a22 | a20, a20 | a21)
     X &= ~m
     S[ci] = X
-    x0 = X & _M9
-    x1 = (X >> 9) & _M9
-    x2 = (X >> 18) & _M9
-    x3 = (X >> 27) & _M9
-    x4 = (X >> 36) & _M9
-    x5 = (X >> 45) & _M9
+    x0, x1, x2, x3, x4, x5 = _unpack6(X)
     vertical = band // 3
     bidx = band - 3 * vertical
     # queue box restrictions: peers from_peer+1, from_peer+2, then from_peer (LIFO: push reversed)
