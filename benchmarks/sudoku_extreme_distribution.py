@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from puzzles.formats import write_text_atomic
 from puzzles.sudoku_generator import compare_with_real, default_real_sample
 
 QS = ("0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "0.99")
@@ -75,7 +76,10 @@ def main() -> None:
     a = ap.parse_args()
     if not default_real_sample().exists():
         sys.exit(f"error: the real sample is not at {default_real_sample()}")
-    a.out.mkdir(parents=True, exist_ok=True)
+    try:
+        a.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"error: --out {a.out}: {e.strerror}")
     tag = "own_" if a.own_grids else ""
     for seed in a.seeds:
         path = a.out / f"{tag}seed{seed}.json"
@@ -84,13 +88,13 @@ def main() -> None:
         d = compare_with_real(a.n, seed=seed, workers=a.workers, own_grids=a.own_grids)
         d["commit"] = commit()
         d["command"] = " ".join(sys.argv)
-        path.write_text(json.dumps(d, indent=2) + "\n")
+        write_text_atomic(path, json.dumps(d, indent=2) + "\n")  # an interrupted run leaves no half file
         print(f"seed {seed}: KS p {d['two_sample_vs_real_csv']['ks_pvalue']}", file=sys.stderr)
     runs = [json.loads(p.read_text()) for p in sorted(a.out.glob("seed*.json"))]
     runs += [json.loads(p.read_text()) for p in sorted(a.out.glob("own_seed*.json"))]
     lo, hi = real_q99_interval()
     text = f"Real sample q99: 95% bootstrap interval [{lo:g}, {hi:g}] (1,000 rows).\n\n{table(runs)}\n"
-    (a.out / "table.md").write_text(text)
+    write_text_atomic(a.out / "table.md", text)
     print(text)
 
 

@@ -259,6 +259,17 @@ def read_csv(path: str | os.PathLike, kind: Kind | None = None, limit: int | Non
     )
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a hidden sibling and a rename: never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_csv(path: str | os.PathLike, table: PuzzleTable) -> None:
     """Write a :class:`PuzzleTable` as a Hugging Face CSV, atomically (temp file, then rename)."""
     path = Path(path)

@@ -1099,13 +1099,17 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--n must be at least 1, got {a.n}")
     if a.real is not None and not a.real.is_file():  # the default may be absent; a named file may not
         ap.error(f"--real: no such file {a.real}")
+    if a.out is not None and not a.out.resolve().parent.is_dir():  # say so before generating, not after
+        ap.error(f"--out: no such folder {a.out.resolve().parent}")
     try:
         res = compare_with_real(a.n, a.profile, a.seed, a.workers, a.real, a.own_grids)
         res["command"] = "python -m puzzles.sudoku_generator " + " ".join(sys.argv[1:] if argv is None else argv)
         text = json.dumps(res, indent=2)
         print(text)
         if a.out is not None:
-            a.out.write_text(text + "\n")
+            from puzzles.formats import write_text_atomic  # pandas: only when a file is written
+
+            write_text_atomic(a.out, text + "\n")
     except (ValueError, OSError) as e:  # e.g. an unreadable or malformed --real CSV (PuzzleError is a ValueError)
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

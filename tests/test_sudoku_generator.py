@@ -201,3 +201,14 @@ def test_extreme_distribution_1000_matches_the_real_sample():
     assert gen["quantiles"]["0.99"] >= 0.75 * real["quantiles"]["0.99"]
     assert abs(gen["givens"]["mean"] - d["real_givens"]["mean"]) <= 1.0
     assert gen["givens"]["frac_minimal"] >= 0.95
+
+
+def test_cli_refuses_a_missing_out_folder_before_generating(tmp_path, capsys):
+    from puzzles.formats import write_text_atomic
+    from puzzles.sudoku_generator import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--n", "5", "--out", str(tmp_path / "missing" / "gen.json")])
+    assert e.value.code == 2 and "no such folder" in capsys.readouterr().err
+    write_text_atomic(tmp_path / "a.json", "{}\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary sibling left behind
