@@ -143,10 +143,28 @@ def available_memory_bytes() -> int | None:
     return avail
 
 
+def release_free_heap() -> None:
+    """Hand the heap's free memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Without it memory freed by earlier work (a dataset build, an earlier probe) stays resident and is reused, so a
+    probe's resident-set growth hides what the probe allocated.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class RSSPeak:
-    """Context manager sampling this process's resident set every ``interval`` seconds: ``.start``, ``.peak``."""
+    """Context manager sampling this process's resident set every ``interval`` seconds: ``.start``, ``.peak``.
+
+    The heap's free memory is released first (`release_free_heap`), so the growth counts what the block allocates.
+    """
 
     def __init__(self, interval: float = 0.002):
+        release_free_heap()
         self.interval = interval
         self.start = self.peak = current_rss_bytes() or 0
         self._stop = threading.Event()
@@ -164,6 +182,34 @@ class RSSPeak:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, current_rss_bytes() or 0)
+
+
+class SavedBytes:
+    """Context manager adding up the bytes autograd saves for backward (``.bytes``), parameters excluded.
+
+    Every saved storage is live at once when the forward ends, so this is a lower bound on a forward+backward's
+    memory that, unlike the resident set, does not depend on what the allocator kept from earlier work: a heap
+    warmed by a dataset build or an earlier probe hands freed memory back out and hides the growth.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.bytes = 0
+        self._seen = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in self._seen and storage.device.type != "meta":
+            self._seen.add(storage.data_ptr())
+            self.bytes += storage.nbytes()
+        return t
+
+    def __enter__(self) -> SavedBytes:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._hooks.__exit__(*exc)
 
 
 # ---- logging --------------------------------------------------------------------------------------------------
@@ -233,7 +279,7 @@ class Recipe:
     #: trainer fields a resumed run must share with the checkpoint it continues
     resume_keys: tuple[str, ...] = ("batch_size", "seed")
     #: examples in the smaller of the two preflight probes, at most (the second has twice as many)
-    probe_examples: int = 4
+    probe_examples: int = 8
 
     def __init__(self, cfg: Any, callback: Callable[[int], None] | None = None):
         self.cfg, self.t, self.callback = cfg, cfg.trainer, callback
@@ -548,38 +594,51 @@ class Recipe:
         """Say what a CPU run needs before its first step, and refuse one that would not fit in memory.
 
         Two forward+backward probes of ``n`` and ``2n`` examples (RNG forked, gradients dropped after) give the
-        per-example time and resident memory; extrapolated to the micro-batch they give the step's time and the
-        run's peak (plus the optimiser state, 2 x the parameters). A run estimated above 90% of the memory this
-        process may take is refused with a batch size that would fit (at 70%: on the 27M models at batches 32 and 96
-        the estimate was 12-17% below the measured peak); a run estimated at over a minute per step
-        or over an hour in total is announced with its estimate.
+        per-example time and memory; extrapolated to the micro-batch they give the step's time and the run's peak
+        (plus the optimiser state, 2 x the parameters). Memory is the larger of two measures: the resident set's
+        growth (the heap's free memory released first, `RSSPeak`) and the bytes saved for backward plus the
+        gradients (`SavedBytes`: allocator-independent, a lower bound). A run estimated above 90% of the memory this
+        process may take is refused with a batch size that would fit (at 70%: on the 27M models the estimate ran
+        12-20% below the measured peak); a run estimated at over a minute per step or over an hour in total is
+        announced with its estimate.
         """
         micro, t = self.micro_batch(), self.t
         n = max(1, min(self.probe_examples, micro // 16))
         if micro < 2 * n:
             return
-        secs, grown = [], []  # per probe: seconds, resident bytes grown above the probe's start
+        secs, grown, saved = [], [], []  # per probe: seconds, resident bytes grown, bytes saved for backward
         rss0 = current_rss_bytes()
         with torch.random.fork_rng(devices=[]):
             for k in (n, 2 * n):
                 with RSSPeak() as mem:
                     start = time.perf_counter()
-                    self.probe_loss(k).backward()
+                    with SavedBytes(self.model) as kept:
+                        loss = self.probe_loss(k)
+                    loss.backward()
                     secs.append(time.perf_counter() - start)
+                del loss
                 self.model.zero_grad(set_to_none=True)
                 grown.append(max(mem.peak - mem.start, 0))
+                saved.append(kept.bytes)
         per_example_s = max((secs[1] - secs[0]) / n, secs[1] / (2 * n) / 4)  # a floor: fixed costs can hide the slope
         step_s = (secs[1] + per_example_s * (micro - 2 * n)) * self.forwards_per_step()
         remaining = (t.steps - self.step) * step_s
         need = avail = None
+        saved_slope = max(saved[1] - saved[0], 0) / n
         if rss0 is not None:
-            per_example_b = max(grown[1] - grown[0], 0) / n
-            optimizer_b = 2 * sum(p.numel() * p.element_size() for p in self.model.parameters())
-            extra = grown[1] + per_example_b * (micro - 2 * n) + optimizer_b  # above what the process holds now
+            # Two estimates of the memory above what the process holds now, the larger taken: the resident set's
+            # growth (transients included, but hidden by memory the heap kept from earlier work), and the bytes
+            # saved for backward plus the gradients (allocator-independent, a lower bound).
+            param_b = sum(p.numel() * p.element_size() for p in self.model.parameters())
+            rss_slope = max(grown[1] - grown[0], 0) / n
+            by_rss = grown[1] + rss_slope * (micro - 2 * n)
+            by_saved = saved[1] + saved_slope * (micro - 2 * n) + param_b
+            per_example_b = rss_slope if by_rss >= by_saved else saved_slope
+            extra = max(by_rss, by_saved) + 2 * param_b  # + the optimiser state (two moments)
             need = rss0 + extra
             avail = available_memory_bytes()
         self.preflight_estimate = {"examples": 2 * n, "step_seconds": step_s, "peak_rss_bytes": need,
-                                   "available_bytes": avail}  # fmt: skip
+                                   "available_bytes": avail, "saved_bytes_per_example": saved_slope}  # fmt: skip
         if need is not None and avail is not None and extra > 0.9 * avail:
             # What a micro-batch's examples may take; 0.7, not 0.9: the estimate ran ~20% low on the 27M models
             room = 0.7 * avail - (extra - per_example_b * micro)

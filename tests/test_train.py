@@ -390,3 +390,32 @@ def test_a_run_too_big_for_this_machine_is_refused_before_its_first_step(
     assert est["examples"] == 8 and est["step_seconds"] > 0 and est["available_bytes"] == 1 << 40
     # (the estimate's accuracy is measured in a fresh process: README, "CPU preflight"; here the process is shared)
     assert 0 < est["peak_rss_bytes"] <= 2 * run["peak_rss_bytes"]
+
+
+def test_saved_bytes_counts_what_autograd_keeps_for_backward_without_the_parameters() -> None:
+    from recursive_models.recipe import SavedBytes
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    for k in (1, 4, 10):
+        with SavedBytes(model) as kept:
+            model(torch.randn(k, 16)).sum()
+        # the first Linear keeps its input (k x 16), ReLU its output (k x 32), which the second Linear shares;
+        # the weights are parameters (not counted: the optimiser term covers them)
+        assert kept.bytes == 4 * k * (16 + 32)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="resident-set sampling reads /proc")
+def test_resident_growth_is_seen_on_a_heap_warmed_by_earlier_work() -> None:
+    # A dataset build or an earlier probe leaves freed memory in the heap; reused, it hid a probe's growth (the
+    # 27M run was estimated at 1.3 GB and killed at 24 GB). RSSPeak hands it back first.
+    from recursive_models.recipe import RSSPeak
+
+    def block() -> list[torch.Tensor]:
+        return [torch.ones(4096) for _ in range(20_000)]  # 328 MB in 16 KB pieces: heap, not mmap
+
+    warm = block()
+    del warm
+    with RSSPeak() as mem:
+        again = block()
+    assert mem.peak - mem.start > 200e6
+    del again
