@@ -599,7 +599,7 @@ class Recipe:
         growth (the heap's free memory released first, `RSSPeak`) and the bytes saved for backward plus the
         gradients (`SavedBytes`: allocator-independent, a lower bound). A run estimated above 90% of the memory this
         process may take is refused with a batch size that would fit (at 70%: on the 27M models the estimate ran
-        12-20% below the measured peak); a run estimated at over a minute per step or over an hour in total is
+        6-8% below the measured peak, README "CPU preflight"); a run estimated at over a minute per step or over an hour in total is
         announced with its estimate.
         """
         micro, t = self.micro_batch(), self.t
@@ -640,7 +640,7 @@ class Recipe:
         self.preflight_estimate = {"examples": 2 * n, "step_seconds": step_s, "peak_rss_bytes": need,
                                    "available_bytes": avail, "saved_bytes_per_example": saved_slope}  # fmt: skip
         if need is not None and avail is not None and extra > 0.9 * avail:
-            # What a micro-batch's examples may take; 0.7, not 0.9: the estimate ran ~20% low on the 27M models
+            # What a micro-batch's examples may take; 0.7, not 0.9: the estimate ran 6-8% low on the 27M models
             room = 0.7 * avail - (extra - per_example_b * micro)
             unit = self.world * self.forwards_per_step()
             fit = int(room / per_example_b) * unit // unit * unit if per_example_b > 0 and room > 0 else 0
