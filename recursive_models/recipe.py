@@ -599,8 +599,8 @@ class Recipe:
         growth (the heap's free memory released first, `RSSPeak`) and the bytes saved for backward plus the
         gradients (`SavedBytes`: allocator-independent, a lower bound). A run estimated above 90% of the memory this
         process may take is refused with a batch size that would fit (at 70%: on the 27M models the estimate ran
-        6-8% below the measured peak, README "CPU preflight"); a run estimated at over a minute per step or over an hour in total is
-        announced with its estimate.
+        6-8% below the measured peak, README "CPU preflight"); a run estimated at over a minute per step or over an
+        hour in total is announced with its estimate.
         """
         micro, t = self.micro_batch(), self.t
         n = max(1, min(self.probe_examples, micro // 16))
