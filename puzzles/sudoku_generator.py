@@ -219,12 +219,7 @@ def _make_puzzle(nseed, br, bc, units, peers, lo, hi, minimal, patience, max_eva
     best_gap = _NO_LIMIT
     best_r = -1
     while True:
-        # random full grid
-        for i in range(nn):
-            order[i] = np.random.permutation(n) + 1
-        cands, dones, rem, cells = g_scr
-        p[:] = 0
-        _g_solve(p, 1, order, units, peers, n, sol, cands, dones, rem, cells, 0)
+        _random_grid_into(sol, n, order, p, g_scr, units, peers)
         evals += 1
         # dig holes in random order while the solution stays unique; a climb toward a hard bin
         # starts from a minimal puzzle (a non-minimal one is far easier)
@@ -525,18 +520,28 @@ def _pick_candidate(t, g, cd, cc, cl, lineage_use, used, lo, hi, logd):
 
 
 @njit(cache=True)
+def _random_grid_into(out, n, order, z, g_scr, units, peers):
+    """A random full ``n x n`` grid into ``out``: the generic engine on an empty grid, a random digit order per cell.
+
+    ``order`` (``(n*n, n)`` int64), ``z`` (``n*n`` int8, zeroed here) and ``g_scr`` (the engine's four scratch
+    arrays) are caller-owned so a loop over many grids allocates nothing.
+    """
+    for i in range(n * n):
+        order[i] = np.random.permutation(n) + 1
+    z[:] = 0
+    cands, dones, rem, cells = g_scr
+    _g_solve(z, 1, order, units, peers, n, out, cands, dones, rem, cells, 0)
+
+
+@njit(cache=True)
 def _random_grid(out, units, peers):
-    """A random full 9x9 grid into ``out`` (the generic engine with a random digit order per cell)."""
+    """A random full 9x9 grid into ``out`` (:func:`_random_grid_into` with scratch of its own)."""
     nn = 81
-    order = np.empty((nn, 9), dtype=np.int64)
-    for i in range(nn):
-        order[i] = np.random.permutation(9) + 1
-    z = np.zeros(nn, dtype=np.int8)
-    _g_solve(
-        z, 1, order, units, peers, 9, out,
+    g_scr = (
         np.empty((nn + 2, nn), dtype=np.int32), np.empty((nn + 2, nn), dtype=np.uint8),
-        np.empty(nn + 2, dtype=np.int64), np.empty(nn + 2, dtype=np.int64), 0,
+        np.empty(nn + 2, dtype=np.int64), np.empty(nn + 2, dtype=np.int64),
     )  # fmt: skip
+    _random_grid_into(out, 9, np.empty((nn, 9), dtype=np.int64), np.zeros(nn, dtype=np.int8), g_scr, units, peers)
 
 
 @njit(cache=True)
