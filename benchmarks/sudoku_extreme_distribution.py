@@ -9,7 +9,10 @@ the Markdown table (``table.md``) is rebuilt from all of them, with a bootstrap 
 Run (project root, ``pip install -e .[bench]``)::
 
     python benchmarks/sudoku_extreme_distribution.py --out benchmarks/results/sudoku_extreme_distribution
-    python benchmarks/sudoku_extreme_distribution.py --own-grids --out ...   # every puzzle its own grid
+    python benchmarks/sudoku_extreme_distribution.py --shared-grids --out ...   # own_grids=False
+
+Files: ``own_seed<k>.json`` (the default, every puzzle its own solution grid), ``shared_seed<k>.json``
+(``--shared-grids``: a chunk's puzzles may share the search's grids).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def table(runs: list[dict]) -> str:
         g, t = d["generated"], d["two_sample_vs_real_csv"]
         cells = [f"{g['quantiles'][q]:g}" for q in QS]
         lines.append(
-            f"| seed {g['seed']}{' own grids' if g.get('own_grids') else ''} | " + " | ".join(cells)
+            f"| seed {g['seed']} {'own' if g.get('own_grids') else 'shared'} grids | " + " | ".join(cells)
             + f" | {g['max']} | {g['mean']:.1f} | {g['givens']['mean']:.2f} | {g['givens']['frac_minimal']:.1%}"
             + f" | {t['ks_pvalue']:.3f} | {'>=' if t['ad_pvalue'] >= 0.25 else ''}{t['ad_pvalue']:.3f}"
             + f" | {g['seconds']:.0f} |"
@@ -72,7 +75,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--own-grids", action="store_true")
+    ap.add_argument("--shared-grids", action="store_true", help="own_grids=False: puzzles may share grids")
     a = ap.parse_args()
     if not default_real_sample().exists():
         sys.exit(f"error: the real sample is not at {default_real_sample()}")
@@ -80,18 +83,18 @@ def main() -> None:
         a.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         sys.exit(f"error: --out {a.out}: {e.strerror}")
-    tag = "own_" if a.own_grids else ""
+    tag = "shared_" if a.shared_grids else "own_"
     for seed in a.seeds:
         path = a.out / f"{tag}seed{seed}.json"
         if path.exists():
             continue
-        d = compare_with_real(a.n, seed=seed, workers=a.workers, own_grids=a.own_grids)
+        d = compare_with_real(a.n, seed=seed, workers=a.workers, own_grids=not a.shared_grids)
         d["commit"] = commit()
         d["command"] = " ".join(sys.argv)
         write_text_atomic(path, json.dumps(d, indent=2) + "\n")  # an interrupted run leaves no half file
         print(f"seed {seed}: KS p {d['two_sample_vs_real_csv']['ks_pvalue']}", file=sys.stderr)
-    runs = [json.loads(p.read_text()) for p in sorted(a.out.glob("seed*.json"))]
-    runs += [json.loads(p.read_text()) for p in sorted(a.out.glob("own_seed*.json"))]
+    runs = [json.loads(p.read_text()) for p in sorted(a.out.glob("own_seed*.json"))]
+    runs += [json.loads(p.read_text()) for p in sorted(a.out.glob("shared_seed*.json"))]
     lo, hi = real_q99_interval()
     text = f"Real sample q99: 95% bootstrap interval [{lo:g}, {hi:g}] (1,000 rows).\n\n{table(runs)}\n"
     write_text_atomic(a.out / "table.md", text)

@@ -18,9 +18,11 @@ from puzzles.sudoku_generator import (
     PROFILES,
     DifficultyProfile,
     _extreme_targets,
-    _grid_neighbour,
+    _grid_key,
     _grid_taken,
     _on_own_grid,
+    _random_symmetry,
+    _value_move,
     generate_sudoku,
     givens_stats,
     rating_stats,
@@ -111,13 +113,19 @@ def test_extreme_chunks_reproducible_unique_and_on_target():
     g = (a.puzzles != 0).sum(axis=(1, 2))
     assert 24 <= g.mean() <= 27
     assert (a.ratings[g >= 30] == 0).all()
-    # own grids: same contract (unique, rated as stored, reproducible, independent of workers)
-    o = generate_sudoku(60, workers=1, own_grids=True, **kw)
-    o2 = generate_sudoku(60, workers=2, own_grids=True, **kw)
-    assert np.array_equal(o.puzzles, o2.puzzles)
+    # the default puts no two puzzles of a chunk on one grid: distinct keys prove them non-isomorphic (the key
+    # is invariant under the symmetries)
+    for chunk in (a.solutions[:50], a.solutions[50:]):
+        assert len({_key(s.reshape(81)).tobytes() for s in chunk}) == len(chunk)
+    # shared grids (own_grids=False): same contract (unique, rated as stored, reproducible, independent of
+    # workers), and the check above can fail: a chunk shares the search's lineage grids
+    o = generate_sudoku(60, workers=1, own_grids=False, **kw)
+    o2 = generate_sudoku(60, workers=2, own_grids=False, **kw)
+    assert np.array_equal(o.puzzles, o2.puzzles) and not np.array_equal(o.puzzles, a.puzzles)
     sols, counts, _ = solve_batch(o.puzzles, limit=2)
     assert (counts == 1).all() and np.array_equal(sols, o.solutions)
     assert np.array_equal(rate_batch(o.puzzles), o.ratings)
+    assert len({_key(s.reshape(81)).tobytes() for s in o.solutions[:50]}) < 50
 
 
 def test_extreme_targets_follow_the_real_tables():
@@ -131,30 +139,74 @@ def test_extreme_targets_follow_the_real_tables():
     assert not np.array_equal(t2, t[:50]) and _extreme_targets(0, 1, 50)[2] == s2  # per-chunk, seeded
 
 
-def test_grid_neighbour_gives_another_valid_grid():
+def _key(s):
+    k = np.zeros(72, np.int64)
+    _grid_key(s, k)
+    return k
+
+
+def _is_relabel(a, b):
+    """Whether grid ``b`` is grid ``a`` with its digits renamed (the same grid up to symmetry)."""
+    m = {}
+    return all(m.setdefault(int(x), int(y)) == int(y) for x, y in zip(a, b, strict=True)) and len(set(m.values())) == 9
+
+
+def test_grid_key_is_a_symmetry_invariant_that_tells_grids_apart():
+    b = generate_sudoku(40, profile="any", seed=2, workers=1, progress=False)
+    sols = b.solutions.reshape(-1, 81)
+    q, t = np.zeros(81, np.int8), np.zeros(81, np.int8)
+    for s in sols[:10]:
+        for _ in range(5):  # band/row/stack/column permutations, relabelling, transposition
+            _random_symmetry(s, s, q, t, 3, 3)
+            assert np.array_equal(_key(t), _key(s))
+        assert np.array_equal(_key(s.reshape(9, 9).T.reshape(81)), _key(s))
+    keys = np.stack([_key(s) for s in sols])
+    assert len({k.tobytes() for k in keys}) == len(sols)  # 40 random grids, 40 keys
+    assert _grid_taken(keys[3], keys, 4) and not _grid_taken(keys[3], keys, 3)
+
+
+def test_value_move_gives_a_unique_puzzle_on_another_grid():
     b = generate_sudoku(20, profile="any", seed=1, workers=1, progress=False, minimal=True)
     s9 = _scratch9()
-    tmp = np.zeros(81, np.int8)
-    q, s2 = np.zeros(81, np.int8), np.zeros(81, np.int8)
+    tmp, q, s2 = np.zeros(81, np.int8), np.zeros(81, np.int8), np.zeros(81, np.int8)
+    moves = 0
+    for p, sol in zip(b.puzzles.reshape(-1, 81), b.solutions.reshape(-1, 81), strict=True):
+        pp, ss = p.copy(), sol.copy()
+        moved, calls = _value_move(pp, ss, q, s2, tmp, s9)
+        assert calls >= 0
+        if not moved:
+            assert np.array_equal(pp, p) and np.array_equal(ss, sol)
+            continue
+        moves += 1
+        assert is_solution(ss.reshape(9, 9)) and count_solutions(pp.reshape(9, 9)) == 1
+        assert np.array_equal(solve_batch(pp.reshape(1, 9, 9))[0].reshape(81), ss)
+        keep = pp != 0
+        assert np.array_equal(pp[keep], ss[keep])  # the givens are the new grid's
+        assert 4 <= (ss != sol).sum() and not _is_relabel(sol, ss)  # another grid, not the same one renamed
+        assert keep.sum() <= (p != 0).sum()  # one given changed, then minimised (it may drop several)
+        assert all(count_solutions(np.where(np.arange(81) == c, 0, pp).reshape(9, 9)) > 1 for c in np.flatnonzero(keep))
+    assert moves >= 15  # a minimal puzzle nearly always has a unique one-given move
+
+
+def test_on_own_grid_walks_off_taken_grids():
+    b = generate_sudoku(10, profile="any", seed=4, workers=1, progress=False, minimal=True)
+    s9 = _scratch9()
+    tmp, q, s2, key = np.zeros(81, np.int8), np.zeros(81, np.int8), np.zeros(81, np.int8), np.zeros(72, np.int64)
     hits = 0
     for p, sol in zip(b.puzzles.reshape(-1, 81), b.solutions.reshape(-1, 81), strict=True):
-        changed = _grid_neighbour(p, sol, q, s2)
-        assert 4 <= changed <= 16
-        assert is_solution(s2.reshape(9, 9)) and (s2 != sol).sum() == changed
-        keep = p != 0
-        assert np.array_equal(q[keep], s2[keep]) and np.array_equal(q == 0, p == 0)  # givens relabelled only
-        assert not np.array_equal(q, p)  # the swapped cells form an unavoidable set: p has a given there
-        frames = sol[None].copy()
+        keys = _key(sol)[None]
         pp, ss = p.copy(), sol.copy()
-        ok, _ = _on_own_grid(pp, ss, frames, 1, 200, q, s2, tmp, s9)
+        ok, _ = _on_own_grid(pp, ss, keys, 1, 50, key, q, s2, tmp, s9)
         if ok:
             hits += 1
-            assert not _grid_taken(ss, frames, 1) and count_solutions(pp.reshape(9, 9)) == 1
+            assert not _grid_taken(_key(ss), keys, 1) and np.array_equal(key, _key(ss))
+            assert count_solutions(pp.reshape(9, 9)) == 1
             assert np.array_equal(solve_batch(pp.reshape(1, 9, 9))[0].reshape(81), ss)
-        else:
-            assert np.array_equal(ss, sol) or _grid_taken(ss, frames, 1)
-    assert hits >= 10  # most minimal puzzles have a unique neighbour within 200 draws
-    assert _on_own_grid(pp, ss, np.zeros((1, 81), np.int8), 1, 5, q, s2, tmp, s9) == (True, 0)  # already new
+    assert hits >= 8
+    pp, ss = b.puzzles[0].reshape(81).copy(), b.solutions[0].reshape(81).copy()
+    other = _key(b.solutions[1].reshape(81))[None]
+    assert _on_own_grid(pp, ss, other, 1, 5, key, q, s2, tmp, s9) == (True, 0)  # already on a new grid
+    assert np.array_equal(pp, b.puzzles[0].reshape(81))
 
 
 def test_distribution_report_helpers():
