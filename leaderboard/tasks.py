@@ -150,7 +150,7 @@ _SPECS = [
         test_size=1000,
         reported=_SUDOKU_REPORTED,
         retired="its generated test split came from the Sudoku generator before 2026-12-02 (issue 22 changed "
-        "the extreme profile and the rater's branching), which this code cannot rebuild; score sudoku-extreme@3, "
+        "the extreme profile and the rater's branching), which this code cannot rebuild; score sudoku-extreme@4, "
         "or @1 with --data or a split cached under its name",
     ),
     TaskSpec(
@@ -162,11 +162,22 @@ _SPECS = [
         reported=_SUDOKU_REPORTED,
         retired="its generated test split let the puzzles of a chunk share solution grids (the generator before "
         "2026-12-03; every puzzle now has its own grid, as in the real set), which this code does not rebuild; "
-        "score sudoku-extreme@3, or @2 with --data or a split cached under its name",
+        "score sudoku-extreme@4, or @2 with --data or a split cached under its name",
     ),
     TaskSpec(
         "sudoku-extreme",
         3,
+        "Sudoku-Extreme (9x9); generated test split (ratings and givens matched to the real set, every puzzle "
+        "on its own solution grid; search re-adding random givens) unless --data gives the real one",
+        test_size=1000,
+        reported=_SUDOKU_REPORTED,
+        retired="its generated test split came from the search that re-added random givens (the generator before "
+        "2026-12-04; it now re-adds givens where the other solution found differs), which this code does not "
+        "rebuild; score sudoku-extreme@4, or @3 with --data or a split cached under its name",
+    ),
+    TaskSpec(
+        "sudoku-extreme",
+        4,
         "Sudoku-Extreme (9x9); generated test split (ratings and givens matched to the real set, every puzzle "
         "on its own solution grid) unless --data gives the real one",
         test_size=1000,

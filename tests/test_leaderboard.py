@@ -333,16 +333,18 @@ def test_the_default_database_and_its_folders_are_ignored_by_git():
 
 
 def test_retired_task_version_is_not_rebuilt(tmp_path):
-    """sudoku-extreme@1 and @2's generated splits came from older generators (issue 22): they are never rebuilt."""
+    """sudoku-extreme@1-@3's generated splits came from older generators (issue 22): they are never rebuilt."""
     from leaderboard.tasks import TaskError, prepare_test_data
 
     old, new = get_task("sudoku-extreme@1"), get_task("sudoku-extreme")
-    assert new.version == 3 and not new.retired and old.retired and get_task("sudoku-extreme@2").retired
+    assert new.version == 4 and not new.retired and old.retired
     # same scored fields apart from the version: the old fingerprints (and their rows) are untouched
     assert replace(new, version=1).fingerprint == old.fingerprint
-    assert replace(new, version=2).fingerprint == get_task("sudoku-extreme@2").fingerprint
-    with pytest.raises(TaskError, match="retired"):
-        prepare_test_data(get_task("sudoku-extreme@2"), root=tmp_path, progress=False)
+    for v in (2, 3):
+        assert get_task(f"sudoku-extreme@{v}").retired
+        assert replace(new, version=v).fingerprint == get_task(f"sudoku-extreme@{v}").fingerprint
+        with pytest.raises(TaskError, match="retired"):
+            prepare_test_data(get_task(f"sudoku-extreme@{v}"), root=tmp_path, progress=False)
     with pytest.raises(TaskError, match="retired"):
         prepare_test_data(old, root=tmp_path, progress=False)
     assert not (tmp_path / "sudoku-extreme@1").exists()
