@@ -15,20 +15,21 @@ same for a given seed whatever the number of worker processes. For one item:
 
 The "extreme" profile on 9x9 works differently (the approach of tdoku's generator): items come in
 chunks of :data:`EXTREME_CHUNK`, chunk ``c`` built from ``SeedSequence([seed, c])`` alone (so again
-independent of ``workers``, and a shorter batch is a prefix of a longer one). Each item of a chunk
-gets a target rating drawn (stratified) from the real Sudoku-Extreme rating table and a target givens
-count drawn from the real givens of that rating's bin. A population search for hard puzzles (pool
-scored by D, the geometric mean of ``rating + 1`` over 8 random symmetric copies, minus 1; step: drop
-1-3 givens of a hard member, re-add givens of its solution until unique, each where the other solution
-the uniqueness check found differs, minimise, keep when harder than the weakest member) runs in rounds from fresh pools until it reaches the D the chunk's
-hardest target needs. Every scored puzzle is a candidate. Hardest targets first, each item takes an
-unused candidate with D near its target and givens near its count, and the one of 64 (up to 2,048
-for the tail) random symmetric copies whose rating *as stored* is closest to the target (ratings vary
-widely across symmetric copies). By default (``own_grids=True``) no two items of a chunk share a
-solution grid up to symmetry (:func:`_value_move` in the search and for outputs, :func:`_grid_key` to
-compare grids); with ``own_grids=False`` the items of a chunk come from the search's few lineages, each
-a different random symmetric copy (faster, and closer to the real rating distribution, see the results).
-``target_bins`` holds the profile bin of each item's target. See :func:`_extreme_chunk`;
+independent of ``workers``, and a shorter batch is a prefix of a longer one). Each item of a chunk gets
+a target rating drawn (stratified) from the real Sudoku-Extreme rating table and a target givens count
+drawn from the real givens of that rating's bin. A population search for hard puzzles (pool scored by
+D, the geometric mean of ``rating + 1`` over 8 random symmetric copies, minus 1; step: drop 1-3 givens
+of a hard member, re-add givens of its solution until unique, each where the other solution the
+uniqueness check found differs, minimise, keep when harder than the weakest member) runs in rounds from
+fresh pools until it reaches the D the chunk's hardest target needs. Every scored puzzle is a
+candidate. Hardest targets first, each item takes an unused candidate with D near its target and givens
+near its count, and the one of 64 (up to 2,048 for the tail) random symmetric copies whose rating *as
+stored* is closest to the target (ratings vary widely across symmetric copies). By default
+(``own_grids=True``) no two items of a chunk share a solution grid up to symmetry (:func:`_value_move`
+in the search and for outputs, :func:`_grid_key` to compare grids); with ``own_grids=False`` the items
+of a chunk come from the search's few lineages, each a different random symmetric copy (about as fast,
+and its bulk a little closer to the real ratings, see the results). ``target_bins`` holds the profile
+bin of each item's target. See :func:`_extreme_chunk`;
 benchmarks/results/sudoku_extreme_distribution.md compares the output with the real set.
 
 Usage::
@@ -1002,7 +1003,7 @@ def generate_sudoku(
             applied to each output), as in the real set: the search moves half its children to other
             grids by changing one given's digit (:func:`_value_move`), and an output whose candidate's
             grid is taken walks on by such moves. False: the outputs of a chunk come from a few lineages'
-            grids, each a random symmetric copy (about 20% faster; the batches recorded before
+            grids, each a random symmetric copy (about as fast since 2026-12-04; the batches recorded before
             2026-12-03, and ``sudoku-extreme@2``'s split, were built so).
 
     Returns:
