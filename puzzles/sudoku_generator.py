@@ -408,7 +408,7 @@ def _relax_and_constrain(child, sol, tmp, s9):
     ev = 0
     while True:
         ev += 1
-        if _solve9_s(child, 2, tmp, s9)[0] == 1:
+        if _unique9(child, tmp, s9):  # when not unique, tmp holds the first solution the check found
             break
         differ = 0
         for i in range(nn):
